@@ -1,0 +1,81 @@
+"""Discovery: list a GitLab group's projects with python-gitlab, completely or not at all.
+
+python-gitlab retries 5xx, 429 (honouring Retry-After) and timeouts with exponential backoff.
+A listing that still fails, or that changed while it was read, stops the run: a missing project
+would mean a deleted role.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import gitlab
+import gitlab.exceptions
+import requests
+
+from .config import GitLabConfig
+from .errors import DiscoveryError
+from .inventory import Inventory, parse_inventory
+
+PER_PAGE = 100
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_RETRIES = 10
+
+Progress = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def connect(api_url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> gitlab.Gitlab:
+    return gitlab.Gitlab(api_url, private_token=token or None, timeout=timeout,
+                         retry_transient_errors=True, per_page=PER_PAGE)
+
+
+def _explain(err: Exception, api_url: str, group: str) -> DiscoveryError:
+    """One clear sentence for each way listing a group fails."""
+    code = getattr(err, "response_code", None)
+    if isinstance(err, gitlab.exceptions.GitlabAuthenticationError) or code == 401:
+        return DiscoveryError(f"GitLab at {api_url} rejected the token (401 Unauthorized): set GITLAB_TOKEN to a valid token with the read_api scope.")
+    if code == 403:
+        return DiscoveryError(f"The token may not list projects of GitLab group '{group}' (403 Forbidden): it needs the read_api scope and at least Reporter access to the group.")
+    if code == 404:
+        return DiscoveryError(f"GitLab group '{group}' was not found at {api_url} (404): check fleet:gitlab.group, or give the token access to the group.")
+    if code == 429:
+        return DiscoveryError(f"GitLab at {api_url} kept rate-limiting the listing of '{group}' (429) after {DEFAULT_RETRIES} retries; nothing was planned, try again later.")
+    if code is not None:
+        return DiscoveryError(f"GitLab at {api_url} failed while listing '{group}' (HTTP {code}) after {DEFAULT_RETRIES} retries; nothing was planned.")
+    return DiscoveryError(f"Could not reach GitLab at {api_url} while listing '{group}' ({type(err).__name__}: {err}); nothing was planned.")
+
+
+def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT,
+                    progress: Progress | None = _stderr) -> Inventory:
+    """The group and every project GitLab lists for it, before the fleet's own filtering."""
+    gl = connect(config.api_url, token, timeout=timeout)
+    try:
+        group = gl.groups.get(config.group, lazy=False)
+        listing = group.projects.list(
+            iterator=True, include_subgroups=config.include_subgroups, with_shared=config.include_shared,
+            order_by="id", sort="asc", per_page=PER_PAGE,
+        )
+        projects: dict[int, dict[str, Any]] = {}
+        for index, project in enumerate(listing, start=1):
+            attrs = project.asdict()  # as GitLab sent it, without python-gitlab's parent group_id
+            projects.setdefault(attrs["id"], attrs)
+            if progress and index % PER_PAGE == 0:
+                total = listing.total
+                progress(f"discovered {index}{'' if total is None else f' of {total}'} projects of {group.full_path}")
+    except (gitlab.exceptions.GitlabError, requests.RequestException) as err:
+        raise _explain(err, config.api_url, config.group) from err
+    total = listing.total
+    if total is not None and total != len(projects):
+        raise DiscoveryError(
+            f"The project listing of '{group.full_path}' changed while it was read (GitLab reports {total} "
+            f"projects, {len(projects)} were received); nothing was planned, run again.")
+    if progress:
+        progress(f"discovered {len(projects)} projects of {group.full_path}")
+    data = {"group": {k: group.asdict().get(k) for k in ("id", "full_path", "name", "web_url")},
+            "projects": list(projects.values())}
+    return parse_inventory(data)

@@ -1,0 +1,114 @@
+"""A group's project listing as GitLab returns it, and its validation into typed projects.
+
+The saved form is the contract of `fleet inventory` and `plan --inventory`:
+`{"group": <group object>, "projects": [<project objects as GitLab's API returns them>]}`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from .errors import InventoryError
+
+_PATH_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+$")
+_REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[*?]|\.\.|@\{")
+
+
+@dataclass(frozen=True)
+class Group:
+    id: int | None
+    full_path: str
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    path: str  # path_with_namespace, case as GitLab stores it
+    default_branch: str | None
+    archived: bool
+    pending_deletion: bool
+    shared_with: frozenset[str]  # full paths (casefolded) of the groups it is shared with
+
+
+@dataclass(frozen=True)
+class Inventory:
+    group: Group
+    projects: tuple[Project, ...]
+    raw: Mapping[str, Any]  # what GitLab returned, kept for `fleet inventory`
+
+
+def _fail(where: str, field: str, value: Any, expected: str) -> InventoryError:
+    return InventoryError(f"{where}: field {field!r} is {value!r}; expected {expected}")
+
+
+def parse_group(value: Any) -> Group:
+    if isinstance(value, str) and value:
+        return Group(id=None, full_path=value)
+    if not isinstance(value, Mapping):
+        raise _fail("inventory", "group", value, "a group object with 'full_path' (and 'id')")
+    full_path = value.get("full_path")
+    group_id = value.get("id")
+    if not isinstance(full_path, str) or not full_path:
+        raise _fail("inventory group", "full_path", full_path, "the group's full path")
+    if group_id is not None and (isinstance(group_id, bool) or not isinstance(group_id, int)):
+        raise _fail("inventory group", "id", group_id, "an integer")
+    return Group(id=group_id, full_path=full_path)
+
+
+def parse_project(value: Any, index: int) -> Project:
+    if not isinstance(value, Mapping):
+        raise _fail(f"project #{index}", "(whole object)", value, "a project object")
+    project_id = value.get("id")
+    if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id <= 0:
+        raise _fail(f"project #{index}", "id", project_id, "a positive integer")
+    where = f"project {project_id}"
+    path = value.get("path_with_namespace")
+    if not isinstance(path, str) or not _PATH_RE.match(path):
+        raise _fail(where, "path_with_namespace", path, "a GitLab path such as group/sub/project")
+    branch = value.get("default_branch")
+    if branch is not None and (not isinstance(branch, str) or not branch or _REF_BAD_RE.search(branch)):
+        raise _fail(where, "default_branch", branch, "null or a valid git branch name")
+    archived = value.get("archived", False)
+    if not isinstance(archived, bool):
+        raise _fail(where, "archived", archived, "true or false")
+    # GitLab 16+ sends marked_for_deletion_on; older versions marked_for_deletion_at.
+    pending = bool(value.get("marked_for_deletion_on") or value.get("marked_for_deletion_at"))
+    shared = value.get("shared_with_groups") or []
+    if not isinstance(shared, list) or not all(isinstance(s, Mapping) and isinstance(s.get("group_full_path"), str) for s in shared):
+        raise _fail(where, "shared_with_groups", shared, "a list of objects with a group_full_path")
+    return Project(
+        id=project_id, path=path, default_branch=branch, archived=archived, pending_deletion=pending,
+        shared_with=frozenset(s["group_full_path"].casefold() for s in shared),
+    )
+
+
+def parse_inventory(data: Any) -> Inventory:
+    if not isinstance(data, Mapping) or "projects" not in data or "group" not in data:
+        raise InventoryError("inventory: expected a JSON object with keys 'group' and 'projects'")
+    projects = data["projects"]
+    if not isinstance(projects, list):
+        raise _fail("inventory", "projects", type(projects).__name__, "a list of project objects")
+    parsed = [parse_project(p, i) for i, p in enumerate(projects)]
+    seen: dict[int, Project] = {}
+    for project in parsed:
+        if project.id in seen and seen[project.id] != project:
+            raise InventoryError(f"project {project.id}: listed twice with different contents ({seen[project.id].path}, {project.path})")
+        seen.setdefault(project.id, project)
+    return Inventory(group=parse_group(data["group"]), projects=tuple(seen.values()), raw=data)
+
+
+def load_inventory(path: str) -> Inventory:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as err:
+        raise InventoryError(f"cannot read inventory {path}: {err.strerror}") from err
+    except json.JSONDecodeError as err:
+        raise InventoryError(f"inventory {path} is not valid JSON: {err}") from err
+    try:
+        return parse_inventory(data)
+    except InventoryError as err:
+        raise InventoryError(f"{path}: {err}") from err

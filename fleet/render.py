@@ -1,0 +1,55 @@
+"""Showing a plan: JSON for scripts, a rich table for people."""
+
+from __future__ import annotations
+
+import json
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from .plan import Plan
+
+
+def render_json(plan: Plan, out: TextIO) -> None:
+    json.dump(plan.to_json(), out, indent=2)
+    out.write("\n")
+
+
+def _refs(policy: dict) -> str:
+    subs: list[str] = []
+    for statement in policy["Statement"]:
+        for operator in ("StringEquals", "StringLike"):
+            for key, value in statement["Condition"].get(operator, {}).items():
+                if key.endswith(":sub"):
+                    subs.extend(value if isinstance(value, list) else [value])
+    return ", ".join(s.split(":ref_type:", 1)[1].replace(":ref:", ":", 1) for s in subs)
+
+
+def summary(plan: Plan) -> str:
+    counts = plan.counts()
+    reasons = ", ".join(f"{v} {k.removeprefix('skipped_').replace('_', '-')}" for k, v in counts.items() if k.startswith("skipped_"))
+    provider = "create" if plan.create_provider else "adopt"
+    return (f"stack {plan.stack}: {counts['roles']} roles for {plan.group} in account {plan.account_id}, "
+            f"{counts['skipped']} skipped{f' ({reasons})' if reasons else ''}; OIDC provider: {provider} {plan.provider_arn}")
+
+
+def render_table(plan: Plan, out: TextIO) -> None:
+    console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
+    roles = Table(title=f"Roles planned for stack {plan.stack}", title_justify="left")
+    for column in ("id", "project", "role", "refs"):
+        roles.add_column(column, overflow="fold")
+    for p in plan.projects:
+        name = p.role_name if p.helper_compatible else f"{p.role_name} [yellow](suffixed)[/]"
+        roles.add_row(str(p.id), p.path, name, _refs(p.trust_policy))
+    console.print(roles)
+    if plan.skipped:
+        skipped = Table(title="Skipped projects", title_justify="left")
+        for column in ("id", "project", "reason", "detail"):
+            skipped.add_column(column, overflow="fold")
+        for s in plan.skipped:
+            skipped.add_row(str(s.id), s.path, s.reason, s.detail)
+        console.print(skipped)
+    for warning in plan.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console.print(summary(plan), highlight=False)

@@ -1,0 +1,137 @@
+"""Trust policies, checked with an independent evaluator: a project's own tokens pass, nothing else does."""
+
+from __future__ import annotations
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from fleet.config import RefRule
+from fleet.trust import condition_prefix, provider_arn, resolve_refs, trust_policy
+from tests.iam_eval import token_allowed
+
+ACCOUNT = "111111111111"
+
+segment = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,15}", fullmatch=True)
+paths = st.lists(segment, min_size=2, max_size=4).map("/".join)
+branch_names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_\-/]{0,20}[A-Za-z0-9_]", fullmatch=True).filter(lambda b: "//" not in b)
+issuers = st.sampled_from(["https://gitlab.example.com", "https://gitlab.com", "https://host.example/gitlab"])
+
+
+def policy_for(path, project_id=1, refs=("branch:main",), issuer="https://gitlab.example.com",
+               audience="https://gitlab.example.com", default_branch="main"):
+    rules = tuple(RefRule(*r.split(":", 1)) for r in refs)
+    return trust_policy(issuer=issuer, provider=provider_arn(ACCOUNT, issuer), audience=audience,
+                        project_id=project_id, project_path=path,
+                        refs=resolve_refs(rules, default_branch))
+
+
+def allowed(policy, *, path, ref="main", ref_type="branch", project_id=1, issuer="https://gitlab.example.com",
+            aud="https://gitlab.example.com", account=ACCOUNT):
+    return token_allowed(policy, account=account, issuer_host=condition_prefix(issuer), path=path,
+                         project_id=project_id, ref_type=ref_type, ref=ref, aud=aud)
+
+
+def look_alikes(path: str) -> list[str]:
+    group, _, rest = path.partition("/")
+    swapped = path.swapcase()
+    return [path + "-v2", path + "/sub", path + "2", path[:-1] if len(path.rsplit("/", 1)[1]) > 1 else path + "x",
+            f"{group}-legacy/{rest}", f"{group}x/{rest}", "other/" + path, swapped]
+
+
+def test_shape_exact_refs_use_string_equals_and_pin_audience():
+    policy = policy_for("shop/cart", refs=("branch:main", "tag:v1.0"))
+    assert policy["Version"] == "2012-10-17"
+    [statement] = policy["Statement"]
+    assert statement["Principal"] == {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com"}
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert statement["Condition"] == {"StringEquals": {
+        "gitlab.example.com:aud": "https://gitlab.example.com",
+        "gitlab.example.com:sub": ["project_path:shop/cart:ref_type:branch:ref:main",
+                                   "project_path:shop/cart:ref_type:tag:ref:v1.0"]}}
+
+
+def test_globs_get_their_own_string_like_statement():
+    policy = policy_for("shop/cart", refs=("branch:main", "tag:v*"))
+    exact, globbed = policy["Statement"]
+    assert "StringLike" not in exact["Condition"]
+    assert globbed["Condition"]["StringLike"] == {"gitlab.example.com:sub": ["project_path:shop/cart:ref_type:tag:ref:v*"]}
+    assert globbed["Condition"]["StringEquals"] == {"gitlab.example.com:aud": "https://gitlab.example.com"}
+    assert allowed(policy, path="shop/cart", ref_type="tag", ref="v2.1")
+    assert allowed(policy, path="shop/cart", ref_type="branch", ref="main")
+    assert not allowed(policy, path="shop/cart", ref_type="branch", ref="v2.1")
+
+
+def test_issuer_path_is_kept_in_condition_keys_and_provider():
+    policy = policy_for("shop/cart", issuer="https://host.example/gitlab", audience="sts.amazonaws.com")
+    statement = policy["Statement"][0]
+    assert statement["Principal"]["Federated"] == f"arn:aws:iam::{ACCOUNT}:oidc-provider/host.example/gitlab"
+    assert set(statement["Condition"]["StringEquals"]) == {"host.example/gitlab:aud", "host.example/gitlab:sub"}
+    assert allowed(policy, path="shop/cart", issuer="https://host.example/gitlab", aud="sts.amazonaws.com")
+    assert not allowed(policy, path="shop/cart", issuer="https://host.example", aud="sts.amazonaws.com")
+
+
+def test_gitlab_com_pins_project_id_against_reclaimed_paths():
+    policy = policy_for("shop/cart", project_id=42, issuer="https://gitlab.com", audience="https://gitlab.com")
+    assert policy["Statement"][0]["Condition"]["StringEquals"]["gitlab.com:project_id"] == "42"
+    assert allowed(policy, path="shop/cart", project_id=42, issuer="https://gitlab.com", aud="https://gitlab.com")
+    assert not allowed(policy, path="shop/cart", project_id=43, issuer="https://gitlab.com", aud="https://gitlab.com")
+
+
+def test_default_branch_placeholder_and_policy_variable_escaping():
+    rules = (RefRule("branch", "{default_branch}"),)
+    assert resolve_refs(rules, None) == []
+    policy = policy_for("shop/cart", refs=("branch:{default_branch}",), default_branch="${aws:username}")
+    assert "${$}{aws:username}" in str(policy)
+    assert allowed(policy, path="shop/cart", ref="${aws:username}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths, st.integers(1, 10**8), branch_names, issuers)
+def test_own_tokens_pass_and_look_alike_projects_never_do(path, project_id, branch, issuer):
+    refs = ("branch:{default_branch}", "branch:release/*", "tag:v*")
+    policy = policy_for(path, project_id, refs, issuer=issuer, audience="aud-x", default_branch=branch)
+    own = dict(issuer=issuer, aud="aud-x", project_id=project_id)
+    assert allowed(policy, path=path, ref=branch, **own)
+    assert allowed(policy, path=path, ref="release/2024.1", **own)
+    assert allowed(policy, path=path, ref_type="tag", ref="v1.2.3", **own)
+    for other in look_alikes(path):
+        assume(other != path)
+        for ref_type, ref in (("branch", branch), ("branch", "release/x"), ("tag", "v1")):
+            assert not allowed(policy, path=other, ref_type=ref_type, ref=ref, **{**own, "project_id": project_id + 1}), other
+
+
+@settings(max_examples=300, deadline=None)
+@given(paths, paths, branch_names, issuers)
+def test_a_token_of_project_a_never_satisfies_project_b(path_a, path_b, branch, issuer):
+    assume(path_a != path_b)
+    policy_b = policy_for(path_b, 2, ("branch:{default_branch}", "branch:*", "tag:*"), issuer=issuer, default_branch=branch)
+    for ref_type in ("branch", "tag"):
+        assert not allowed(policy_b, path=path_a, project_id=1, ref_type=ref_type, ref=branch, issuer=issuer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths, branch_names)
+def test_tag_named_like_an_allowed_branch_is_refused(path, branch):
+    policy = policy_for(path, refs=("branch:main", "branch:{default_branch}", "branch:release/*"), default_branch=branch)
+    assert allowed(policy, path=path, ref=branch)
+    for ref in (branch, "main", "release/1"):
+        assert not allowed(policy, path=path, ref_type="tag", ref=ref)
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths, st.text(min_size=1, max_size=30), issuers)
+def test_wrong_audience_or_another_provider_never_passes(path, audience, issuer):
+    policy = policy_for(path, issuer=issuer, audience="https://gitlab.example.com")
+    assume(audience != "https://gitlab.example.com")
+    assert allowed(policy, path=path, issuer=issuer)
+    assert not allowed(policy, path=path, issuer=issuer, aud=audience)
+    assert not allowed(policy, path=path, issuer=issuer, account="999999999999")
+    assert not allowed(policy, path=path, issuer=issuer + "-evil")
+
+
+def test_listed_look_alikes_explicitly():
+    policy = policy_for("shop/cart", refs=("branch:main", "branch:feature/*"))
+    assert allowed(policy, path="shop/cart")
+    for other in ("shop/cart-v2", "shop/cart/sub", "Shop/Cart", "shop/CART", "shop-legacy/cart", "shopping/cart"):
+        assert not allowed(policy, path=other)
+        assert not allowed(policy, path=other, ref="feature/x")

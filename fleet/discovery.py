@@ -61,7 +61,9 @@ def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float =
             order_by="id", sort="asc", per_page=PER_PAGE,
         )
         projects: dict[int, dict[str, Any]] = {}
+        totals: set[int | None] = set()  # X-Total of every page: offset pages shift if the group changes
         for index, project in enumerate(listing, start=1):
+            totals.add(listing.total)
             attrs = project.asdict()  # as GitLab sent it, without python-gitlab's parent group_id
             projects.setdefault(attrs["id"], attrs)
             if progress and index % PER_PAGE == 0:
@@ -69,11 +71,12 @@ def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float =
                 progress(f"discovered {index}{'' if total is None else f' of {total}'} projects of {group.full_path}")
     except (gitlab.exceptions.GitlabError, requests.RequestException) as err:
         raise _explain(err, config.api_url, config.group) from err
-    total = listing.total
-    if total is not None and total != len(projects):
+    totals.add(listing.total)
+    if len(totals) > 1 or (listing.total is not None and listing.total != len(projects)):
         raise DiscoveryError(
-            f"The project listing of '{group.full_path}' changed while it was read (GitLab reports {total} "
-            f"projects, {len(projects)} were received); nothing was planned, run again.")
+            f"The project listing of '{group.full_path}' changed while it was read (GitLab reported "
+            f"{' then '.join(str(t) for t in sorted(totals, key=str))} projects, {len(projects)} were received); "
+            f"nothing was planned, run again.")
     if progress:
         progress(f"discovered {len(projects)} projects of {group.full_path}")
     data = {"group": {k: group.asdict().get(k) for k in ("id", "full_path", "name", "web_url")},

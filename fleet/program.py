@@ -1,0 +1,72 @@
+"""The Pulumi program: stack config -> discovery -> plan -> resources, and the stack outputs.
+
+The same functions as `python -m fleet plan` make the plan; only reading config (from Pulumi)
+and declaring resources differ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gitlab as gitlab
+
+from .config import SECTIONS, FleetConfig, parse_config
+from .discovery import fetch_inventory
+from .errors import FleetError
+from .plan import Plan, build_plan
+from .resources import declare
+from .stacks import DEFAULT_STACKS_DIR, check_conflicts, gitlab_token
+
+
+def config_from_pulumi() -> FleetConfig:
+    """The `fleet:*` config of the running stack, validated like a stack file."""
+    fleet = pulumi.Config("fleet")
+    raw: dict[str, Any] = {}
+    account_id = fleet.get("accountId")
+    if account_id is not None:
+        raw["accountId"] = account_id
+    for section in SECTIONS:
+        value = fleet.get_object(section)
+        if value is not None:
+            raw[section] = value
+    return parse_config(raw)
+
+
+def check_account(config: FleetConfig) -> None:
+    """`pulumi up` must run with credentials of the stack's own account."""
+    caller = aws.get_caller_identity().account_id
+    if caller != config.account_id:
+        raise FleetError(f"fleet:accountId is {config.account_id}, but the AWS credentials are for account {caller}: "
+                         "select the right AWS profile or fix fleet:accountId.")
+
+
+def gitlab_provider(config: FleetConfig) -> gitlab.Provider:
+    """An explicit GitLab provider at the configured API, so variables land on the instance that was listed."""
+    token = pulumi.Config("gitlab").get_secret("token")
+    return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/", token=token)
+
+
+def make_plan(config: FleetConfig, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
+    check_conflicts(stacks_dir, stack, config)
+    log = pulumi.log.info
+    inventory = fetch_inventory(config.gitlab, gitlab_token(pulumi.Config("gitlab").get("token")), progress=log)
+    return build_plan(config, inventory, stack)
+
+
+def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
+    """Run the program; exports and returns the stack outputs. Any error stops before a resource exists."""
+    try:
+        config = config_from_pulumi()
+        check_account(config)
+        plan = make_plan(config, pulumi.get_stack(), stacks_dir)
+    except FleetError as err:
+        raise pulumi.RunError(str(err)) from err
+    for warning in plan.warnings:
+        pulumi.log.warn(warning)
+    outputs = declare(plan, gitlab_provider=gitlab_provider(config))
+    for key, value in outputs.items():
+        pulumi.export(key, value)
+    return outputs

@@ -1,0 +1,102 @@
+"""The Pulumi layer: turn a Plan into resources. It decides nothing the plan has not decided.
+
+Logical names are keyed by project id, so a renamed or transferred project updates its own
+resources instead of one project's role being deleted and another's created.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_gitlab as gitlab
+
+from .plan import MANAGED_BY, Plan, PolicyPlan, ProjectPlan
+
+COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
+
+
+def _must_equal(planned: str, what: str):
+    """An apply() check: the cloud's value must be what the plan showed (e.g. an ARN)."""
+
+    def check(actual: str) -> str:
+        if actual != planned:
+            raise pulumi.RunError(f"{what} is {actual}, but the plan says {planned}")
+        return actual
+
+    return check
+
+
+class ProjectAccess(pulumi.ComponentResource):
+    """One project's AWS access: its role, its policies and its two CI/CD variables."""
+
+    role: aws.iam.Role
+
+    def __init__(self, project: ProjectPlan, plan: Plan, *, stack: str, depends_on: list[pulumi.Resource],
+                 gitlab_provider: pulumi.ProviderResource | None, opts: pulumi.ResourceOptions | None = None):
+        name = f"project-{project.id}"
+        super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            name=project.role_name,
+            path=plan.role_path,
+            description=f"GitLab CI of {project.path} (project {project.id}); managed by {MANAGED_BY} stack {stack}",
+            assume_role_policy=json.dumps(project.trust_policy),
+            max_session_duration=plan.max_session_duration,
+            permissions_boundary=plan.permissions_boundary,
+            tags=project.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+        )
+        role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
+        for policy in project.policies:
+            self._attach(name, policy, child)
+        description = f"Managed by {MANAGED_BY} (stack {stack}); edits are overwritten."
+        values: dict[str, pulumi.Input[str]] = {"GITLAB_AWS_ACCOUNT_ID": plan.account_id, "ROLE_ARN": role_arn}
+        gitlab_opts = pulumi.ResourceOptions(parent=self, provider=gitlab_provider)
+        self.variables = [
+            gitlab.ProjectVariable(
+                f"{name}-{v.key}",
+                project=str(project.id),
+                key=v.key,
+                value=values[v.key],
+                environment_scope=v.environment_scope,
+                protected=v.protected,
+                masked=v.masked,
+                raw=True,
+                description=description,
+                opts=gitlab_opts,
+            )
+            for v in project.variables
+        ]
+        self.register_outputs({"roleArn": role_arn})
+
+    def _attach(self, name: str, policy: PolicyPlan, opts: pulumi.ResourceOptions) -> None:
+        """The seam for the policy library: each planned policy becomes an inline role policy."""
+        aws.iam.RolePolicy(f"{name}-policy-{policy.name}", role=self.role.name, name=policy.name,
+                           policy=json.dumps(policy.document), opts=opts)
+
+
+def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = None) -> dict[str, Any]:
+    """Declare every resource of the plan; returns the stack outputs."""
+    depends_on: list[pulumi.Resource] = []
+    provider_arn: pulumi.Input[str] = plan.provider_arn
+    if plan.create_provider:
+        provider = aws.iam.OpenIdConnectProvider(
+            "gitlab-oidc-provider",
+            url=plan.issuer,
+            client_id_lists=[plan.audience],
+            tags={"managed-by": MANAGED_BY, "fleet-stack": plan.stack},
+        )
+        provider_arn = provider.arn.apply(_must_equal(plan.provider_arn, "the OIDC provider's ARN"))
+        depends_on.append(provider)
+    access = {p.path: ProjectAccess(p, plan, stack=plan.stack, depends_on=depends_on, gitlab_provider=gitlab_provider)
+              for p in plan.projects}
+    return {
+        "roles": {path: a.role.arn for path, a in access.items()},
+        "skipped": [s.to_json() for s in plan.skipped],
+        "counts": plan.counts(),
+        "providerArn": provider_arn,
+    }

@@ -1,0 +1,116 @@
+"""Pulumi mocks that behave like the services: IAM calls go to moto, plus the checks real IAM and
+GitLab make that moto does not (name rules, case-insensitive uniqueness, trust policy grammar and
+size, principals that must exist, CI/CD variable keys and duplicates).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_]{1,255}$")
+CONDITION_OPERATORS = {"StringEquals", "StringNotEquals", "StringLike", "StringNotLike",
+                       "StringEqualsIgnoreCase", "ForAnyValue:StringEquals", "ForAllValues:StringEquals"}
+STATEMENT_KEYS = {"Sid", "Effect", "Principal", "Action", "Condition"}
+
+
+class ServiceRefusal(Exception):
+    """What the real service would answer with an error."""
+
+
+def check_trust_policy(document: str, existing_providers: set[str]) -> None:
+    if len(re.sub(r"\s", "", document)) > 2048:
+        raise ServiceRefusal("LimitExceeded: Cannot exceed quota for ACLSizePerRole: 2048")
+    try:
+        policy = json.loads(document)
+    except json.JSONDecodeError as err:
+        raise ServiceRefusal(f"MalformedPolicyDocument: {err}") from err
+    if policy.get("Version") != "2012-10-17" or not isinstance(policy.get("Statement"), list) or not policy["Statement"]:
+        raise ServiceRefusal("MalformedPolicyDocument: Version 2012-10-17 and a non-empty Statement list are required")
+    for statement in policy["Statement"]:
+        if set(statement) - STATEMENT_KEYS or statement.get("Effect") not in ("Allow", "Deny"):
+            raise ServiceRefusal(f"MalformedPolicyDocument: bad statement {statement}")
+        if statement.get("Action") != "sts:AssumeRoleWithWebIdentity":
+            raise ServiceRefusal(f"MalformedPolicyDocument: unexpected action {statement.get('Action')}")
+        federated = statement.get("Principal", {}).get("Federated")
+        if federated not in existing_providers:
+            raise ServiceRefusal(f"MalformedPolicyDocument: Invalid principal in policy: {federated}")
+        for operator, keys in statement.get("Condition", {}).items():
+            if operator not in CONDITION_OPERATORS or not isinstance(keys, dict):
+                raise ServiceRefusal(f"MalformedPolicyDocument: unknown condition operator {operator}")
+            for values in keys.values():
+                if not all(isinstance(v, str) for v in (values if isinstance(values, list) else [values])):
+                    raise ServiceRefusal("MalformedPolicyDocument: condition values must be strings")
+
+
+@dataclass
+class FleetMocks(pulumi.runtime.Mocks):
+    iam: Any  # a boto3 IAM client inside moto's mock_aws
+    account_id: str
+    adopted_providers: set[str] = field(default_factory=set)
+    resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
+    variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def by_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        inputs = dict(args.inputs)
+        if args.typ == "aws:iam/role:Role":
+            return self._role(args.name, inputs)
+        if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            arn = self.iam.create_open_id_connect_provider(
+                Url=inputs["url"], ClientIDList=inputs["clientIdLists"],
+                Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])["OpenIDConnectProviderArn"]
+            return arn, {**inputs, "arn": arn}
+        if args.typ == "aws:iam/rolePolicy:RolePolicy":
+            self.iam.put_role_policy(RoleName=inputs["role"], PolicyName=inputs["name"], PolicyDocument=inputs["policy"])
+            return f"{inputs['role']}:{inputs['name']}", inputs
+        if args.typ == "gitlab:index/projectVariable:ProjectVariable":
+            return self._variable(inputs)
+        return f"{args.name}-id", inputs
+
+    def _role(self, logical: str, inputs: dict[str, Any]):
+        name = inputs["name"]
+        if not ROLE_NAME.match(name):
+            raise ServiceRefusal(f"ValidationError: role name {name!r} must match [\\w+=,.@-]{{1,64}}")
+        existing = {r["RoleName"].casefold() for r in self.iam.list_roles()["Roles"]}
+        if name.casefold() in existing:  # IAM compares role names ignoring case; moto does not
+            raise ServiceRefusal(f"EntityAlreadyExists: Role with name {name} already exists.")
+        providers = {p["Arn"] for p in self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
+        check_trust_policy(inputs["assumeRolePolicy"], providers | self.adopted_providers)
+        duration = inputs.get("maxSessionDuration", 3600)  # numbers cross the RPC as floats
+        if duration != int(duration):
+            raise ServiceRefusal(f"ValidationError: MaxSessionDuration {duration} is not a whole number of seconds")
+        kwargs: dict[str, Any] = dict(
+            RoleName=name, Path=inputs.get("path", "/"), AssumeRolePolicyDocument=inputs["assumeRolePolicy"],
+            MaxSessionDuration=int(duration), Description=inputs.get("description", ""),
+            Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])
+        if inputs.get("permissionsBoundary"):
+            kwargs["PermissionsBoundary"] = inputs["permissionsBoundary"]
+        role = self.iam.create_role(**kwargs)["Role"]
+        return name, {**inputs, "arn": role["Arn"], "uniqueId": role["RoleId"], "id": name}
+
+    def _variable(self, inputs: dict[str, Any]):
+        key, scope = inputs["key"], inputs.get("environmentScope", "*")
+        if not VARIABLE_KEY.match(key):
+            raise ServiceRefusal(f"400 key {key!r} can contain only letters, digits and '_'")
+        if len(inputs["value"]) > 10_000:
+            raise ServiceRefusal("400 value is too long (maximum is 10000 characters)")
+        identity = (inputs["project"], key, scope)
+        if identity in self.variables:
+            raise ServiceRefusal(f"400 {{key: [{key} has already been taken]}} in project {inputs['project']}")
+        self.variables[identity] = inputs
+        return ":".join(identity), inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": self.account_id, "arn": f"arn:aws:iam::{self.account_id}:user/ci", "userId": "AIDAEXAMPLE",
+                    "id": self.account_id}
+        raise NotImplementedError(args.token)

@@ -1,0 +1,149 @@
+"""The Pulumi program under Pulumi's mocks, with IAM in moto and GitLab served by the double."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pulumi
+import pytest
+import yaml
+from moto import mock_aws
+
+from fleet import program
+from fleet.cli import main as cli_main
+from tests.iam_eval import token_allowed
+from tests.pulumi_mocks import FleetMocks
+
+ACCOUNT = "111111111111"
+ROLE = "aws:iam/role:Role"
+VARIABLE = "gitlab:index/projectVariable:ProjectVariable"
+PROVIDER = "aws:iam/openIdConnectProvider:OpenIdConnectProvider"
+
+
+def stack_config(double, **sections: Any) -> dict[str, Any]:
+    config = {
+        "aws:region": "eu-west-1",
+        "fleet:accountId": ACCOUNT,
+        "fleet:gitlab": {"url": "https://gitlab.example.com", "apiUrl": double.url, "group": "shop",
+                         "exclude": ["shop/sandbox/**"]},
+        "fleet:trust": {"refs": ["branch:{default_branch}", "tag:v*"]},
+        "fleet:variables": {"environmentScope": "production", "protected": True},
+    }
+    for key, value in sections.items():
+        config[f"fleet:{key}"] = value
+    return config
+
+
+def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
+        adopted: set[str] = frozenset(), monkeypatch=None) -> tuple[FleetMocks, dict[str, Any]]:
+    """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs."""
+    stacks_dir = tmp_path / "stacks"
+    stacks_dir.mkdir(exist_ok=True)
+    (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        mocks = FleetMocks(iam=iam, account_id=caller, adopted_providers=set(adopted))
+        pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False)
+        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        outputs: dict[str, Any] = {}
+
+        @pulumi.runtime.test
+        def go():
+            result = program.main(stacks_dir)
+            return pulumi.Output.all(**result).apply(outputs.update)
+
+        go()
+        mocks.roles = {r["RoleName"]: r for r in iam.list_roles()["Roles"]}  # type: ignore[attr-defined]
+    return mocks, outputs
+
+
+@pytest.fixture
+def moto_account(monkeypatch):
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
+
+
+def test_declares_provider_roles_and_variables_for_a_realistic_group(shop, tmp_path, moto_account):
+    mocks, outputs = run(tmp_path, stack_config(shop))
+    [provider] = mocks.by_type(PROVIDER)
+    assert provider.inputs["url"] == "https://gitlab.example.com"
+    assert provider.inputs["clientIdLists"] == ["https://gitlab.example.com"]
+    assert "thumbprintLists" not in provider.inputs
+
+    roles = {r.inputs["name"]: r for r in mocks.by_type(ROLE)}
+    assert len(roles) == 29 and outputs["counts"]["roles"] == 29
+    cart = roles["gitlab-shop-cart"]
+    assert cart.name == "project-101-role"
+    assert cart.inputs["path"] == "/" and cart.inputs["maxSessionDuration"] == 3600
+    assert cart.inputs["tags"] == {"gitlab-project-id": "101", "gitlab-project-path": "shop/cart",
+                                   "fleet-stack": "prod", "managed-by": "gitlab-aws-oidc-fleet"}
+    assert "gitlab-shop-api-gateway_105" in roles and "gitlab-shop-web-ui_107" in roles
+    assert all(len(name) <= 64 for name in roles)
+
+    # the trust policy stored in IAM (moto) admits the project's own tokens only
+    stored = mocks.roles["gitlab-shop-cart"]["AssumeRolePolicyDocument"]
+    claims = dict(account=ACCOUNT, issuer_host="gitlab.example.com", aud="https://gitlab.example.com", project_id=101)
+    assert token_allowed(stored, path="shop/cart", ref_type="branch", ref="main", **claims)
+    assert token_allowed(stored, path="shop/cart", ref_type="tag", ref="v1.0", **claims)
+    assert not token_allowed(stored, path="shop/cart-v2", ref_type="branch", ref="main", **claims)
+    assert not token_allowed(stored, path="shop/cart", ref_type="tag", ref="main", **claims)
+
+    variables = {(v.inputs["project"], v.inputs["key"]): v.inputs for v in mocks.by_type(VARIABLE)}
+    assert len(variables) == 2 * 29
+    role_arn = variables[("101", "ROLE_ARN")]
+    assert role_arn["value"] == f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-cart"
+    assert role_arn["environmentScope"] == "production" and role_arn["protected"] is True
+    assert role_arn["masked"] is False and "Managed by gitlab-aws-oidc-fleet" in role_arn["description"]
+    assert variables[("101", "GITLAB_AWS_ACCOUNT_ID")]["value"] == ACCOUNT
+
+    assert outputs["roles"]["shop/cart"] == f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-cart"
+    assert {s["path"]: s["reason"] for s in outputs["skipped"]} == {
+        "shop/legacy-billing": "archived", "shop/notifications": "archived", "shop/old-reports": "pending-deletion",
+        "shop/sandbox/experiment-1": "excluded", "shop/sandbox/experiment-2": "excluded"}
+
+
+def test_program_and_offline_plan_declare_the_same(shop, tmp_path, moto_account, capsys):
+    config = stack_config(shop)
+    mocks, _ = run(tmp_path, config)
+    assert cli_main(["plan", "--stack", "prod", "--stacks-dir", str(tmp_path / "stacks"), "--format", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    declared = {r.inputs["name"]: json.loads(r.inputs["assumeRolePolicy"]) for r in mocks.by_type(ROLE)}
+    assert declared == {p["role_name"]: p["trust_policy"] for p in plan["projects"]}
+    variables = {(v.inputs["project"], v.inputs["key"]): v.inputs["value"] for v in mocks.by_type(VARIABLE)}
+    assert variables == {(str(p["id"]), v["key"]): v["value"] for p in plan["projects"] for v in p["variables"]}
+
+
+def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_account):
+    adopted = f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com"
+    config = stack_config(shop, oidc={"providerArn": adopted, "audience": "sts.amazonaws.com"},
+                          role={"path": "/ci/", "maxSessionDuration": 7200,
+                                "permissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/ci-boundary"})
+    mocks, outputs = run(tmp_path, config, adopted={adopted})
+    assert mocks.by_type(PROVIDER) == []
+    role = next(r for r in mocks.by_type(ROLE) if r.inputs["name"] == "gitlab-shop-cart")
+    assert role.inputs["path"] == "/ci/" and role.inputs["maxSessionDuration"] == 7200
+    assert role.inputs["permissionsBoundary"] == f"arn:aws:iam::{ACCOUNT}:policy/ci-boundary"
+    assert outputs["roles"]["shop/cart"] == f"arn:aws:iam::{ACCOUNT}:role/ci/gitlab-shop-cart"
+    assert outputs["providerArn"] == adopted
+    assert '"gitlab.example.com:aud": "sts.amazonaws.com"' in role.inputs["assumeRolePolicy"]
+
+
+def test_wrong_account_credentials_create_nothing(shop, tmp_path, moto_account):
+    with pytest.raises(Exception, match="AWS credentials are for account 999999999999"):
+        run(tmp_path, stack_config(shop), caller="999999999999")
+
+
+def test_invalid_config_creates_nothing_and_names_the_key(shop, tmp_path, moto_account):
+    config = stack_config(shop, trust={"refs": ["branch:main", "brnch:dev"]}, role={"maxSessionDuration": 60})
+    with pytest.raises(Exception) as info:
+        run(tmp_path, config)
+    assert "fleet:trust.refs[1]: 'brnch:dev'" in str(info.value)
+    assert "fleet:role.maxSessionDuration: 60" in str(info.value)
+
+
+def test_discovery_failure_creates_nothing(shop, tmp_path, moto_account):
+    shop.tokens = {"secret"}
+    with pytest.raises(Exception, match="rejected the token"):
+        run(tmp_path, stack_config(shop))

@@ -1,0 +1,192 @@
+"""The command line: `plan` and `inventory`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet.cli import main
+from fleet.naming import helper_role_name
+from tests.gitlab_double import GitLabDouble, make_group, make_project
+from tests.iam_eval import token_allowed
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write_stack(stacks: Path, name: str, **fleet) -> Path:
+    stacks.mkdir(exist_ok=True)
+    config = {"aws:region": "eu-west-1", "fleet:accountId": "333333333333"}
+    config.update({f"fleet:{k}": v for k, v in fleet.items()})
+    path = stacks / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}))
+    return path
+
+
+def unseen_group() -> GitLabDouble:
+    """A group the sample does not have: look-alikes, collisions, long and mixed-case paths."""
+    groups = [make_group(1, "acme"), make_group(2, "acme/Team-A", 1), make_group(3, "acme/team-a/deep", 2),
+              make_group(4, "acme-corp"), make_group(5, "acmeish"), make_group(6, "acme/infra", 1)]
+    groups[2]["full_path"] = "acme/Team-A/deep"
+    long = "acme/Team-A/deep/" + "service-with-a-really-long-name-that-goes-on"
+    p = lambda *a, **k: make_project(*a, groups, **k)  # noqa: E731
+    projects = [
+        p(500, "acme/cart"), p(501, "acme/cart-v2"), p(502, "acme/Team-A/Cart"), p(503, "acme/team_a-cart"),
+        p(504, long + "-alpha"), p(505, long + "-beta"), p(506, "acme/infra/DNS", default_branch="trunk"),
+        p(507, "acme/old", archived=True), p(508, "acme-corp/cart", shared_with=[groups[0]]),
+        p(509, "acmeish/cart", shared_with=[groups[0]]), p(510, "acme/infra/dns-v2"), p(511, "acme/Team-A/deep/x.y"),
+        p(512, "acme/doomed", pending_deletion=True), p(513, "acme/team-a-cart"),
+    ]
+    return GitLabDouble(groups=groups, projects=projects)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "GITLAB_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_plan_json_on_an_unseen_group_is_right_unique_and_exclusive(tmp_path):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "qa", gitlab={"url": "https://git.acme.test", "group": "acme", "includeShared": True},
+                oidc={"audience": "sts.amazonaws.com"}, trust={"refs": ["branch:{default_branch}", "tag:v*"]},
+                variables={"environmentScope": "qa"})
+    with unseen_group() as double:
+        double.projects = [p for p in double.projects if p["id"] != 509] + [
+            make_project(509, "acmeish/cart", double.groups)]  # not shared with acme: outside, never planned
+        double.projects[-1]["shared_with_groups"] = []
+        result = run_cli("plan", "--stack", "qa", "--stacks-dir", str(stacks), "--api-url", double.url, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["stack"] == "qa" and plan["account_id"] == "333333333333"
+    assert plan["issuer"] == "https://git.acme.test" and plan["audience"] == "sts.amazonaws.com"
+    assert plan["provider_arn"] == "arn:aws:iam::333333333333:oidc-provider/git.acme.test"
+    projects = {p["path"]: p for p in plan["projects"]}
+    assert set(projects) == {"acme/cart", "acme/cart-v2", "acme/Team-A/Cart", "acme/team_a-cart",
+                             "acme/Team-A/deep/service-with-a-really-long-name-that-goes-on-alpha",
+                             "acme/Team-A/deep/service-with-a-really-long-name-that-goes-on-beta",
+                             "acme/infra/DNS", "acme/infra/dns-v2", "acme/Team-A/deep/x.y", "acme/team-a-cart",
+                             "acme-corp/cart"}
+    assert {s["path"]: s["reason"] for s in plan["skipped"]} == {
+        "acme/old": "archived", "acme/doomed": "pending-deletion"}
+    names = [p["role_name"] for p in plan["projects"]]
+    assert len({n.casefold() for n in names}) == len(names) and all(len(n) <= 64 for n in names)
+    # the lowest id of each colliding name keeps the helper's name
+    assert projects["acme/Team-A/Cart"]["role_name"] == helper_role_name("acme/Team-A/Cart") == "gitlab-acme-team-a-cart"
+    assert projects["acme/team_a-cart"]["role_name"] == "gitlab-acme-team-a-cart_503"
+    assert projects["acme/team-a-cart"]["role_name"] == "gitlab-acme-team-a-cart_513"
+    for p in plan["projects"]:
+        assert p["role_arn"] == f"arn:aws:iam::333333333333:role/{p['role_name']}"
+        assert p["variables"] == [
+            {"key": "GITLAB_AWS_ACCOUNT_ID", "value": "333333333333", "environment_scope": "qa", "protected": False, "masked": False},
+            {"key": "ROLE_ARN", "value": p["role_arn"], "environment_scope": "qa", "protected": False, "masked": False}]
+
+    def allowed(policy, path, ref_type="branch", ref="main", aud="sts.amazonaws.com"):
+        return token_allowed(policy, account="333333333333", issuer_host="git.acme.test", path=path, project_id=1,
+                             ref_type=ref_type, ref=ref, aud=aud)
+
+    branches = {"acme/infra/DNS": "trunk"}
+    for path, p in projects.items():
+        policy = p["trust_policy"]
+        branch = branches.get(path, "main")
+        assert allowed(policy, path, ref=branch) and allowed(policy, path, "tag", "v1.2")
+        assert not allowed(policy, path, "tag", branch), path  # a tag named like the branch
+        assert not allowed(policy, path, "branch", "v1.2"), path  # a branch named like a tag
+        assert not allowed(policy, path, ref=branch, aud="https://git.acme.test"), path
+        assert not allowed(policy, path.swapcase(), ref=branch), path
+        for other in projects:
+            if other != path:
+                for ref_type, ref in (("branch", "main"), ("branch", "trunk"), ("tag", "v1")):
+                    assert not allowed(policy, other, ref_type, ref), (path, other)
+
+
+def test_plan_table_is_readable_with_a_summary_line(tmp_path):
+    result = run_cli("plan", "--stack", "demo", "--inventory", "samples/shop.inventory.json")
+    assert result.returncode == 0, result.stderr
+    assert "gitlab-shop-cart-v2" in result.stdout and "Skipped projects" in result.stdout
+    summary = " ".join(result.stdout.split())
+    assert "stack demo: 29 roles for shop in account 123456789012, 7 skipped (2 archived, 2 excluded, 1 pending-deletion, 2 shared-in)" in summary
+
+
+def test_inventory_saves_the_unfiltered_listing_and_plans_the_same_offline(shop, tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    assert main(["inventory", "--stack", "t", "--stacks-dir", str(stacks), "--api-url", shop.url]) == 0
+    saved = capsys.readouterr().out
+    inventory = json.loads(saved)
+    assert inventory["group"]["full_path"] == "shop" and len(inventory["projects"]) == 34
+    assert any(p["archived"] for p in inventory["projects"])  # before the program's own filtering
+    (tmp_path / "inv.json").write_text(saved)
+    assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--format", "json", "--inventory", str(tmp_path / "inv.json")]) == 0
+    offline = json.loads(capsys.readouterr().out)
+    assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--format", "json", "--api-url", shop.url]) == 0
+    assert json.loads(capsys.readouterr().out) == offline
+
+
+def test_overrides_for_group_and_account(shop, tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "elsewhere"})
+    assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--format", "json", "--api-url", shop.url,
+                 "--group", "shop/web", "--account-id", "444444444444"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["account_id"] == "444444444444" and plan["group"] == "shop/web"
+    assert {p["path"] for p in plan["projects"]} == {"shop/web/ui", "shop/web/storefront", "shop/web/admin",
+                                                     "shop/web/search", "shop/web/design-system"}
+
+
+def test_two_stacks_on_the_same_group_and_scope_are_refused(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "a", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    write_stack(stacks, "b", gitlab={"url": "https://gitlab.example.com/", "group": "Shop"}, variables={"environmentScope": "*"})
+    write_stack(stacks, "c", gitlab={"url": "https://gitlab.example.com", "group": "shop"}, variables={"environmentScope": "production"})
+    inventory = str(ROOT / "samples/shop.inventory.json")
+    assert main(["plan", "--stack", "a", "--stacks-dir", str(stacks), "--inventory", inventory]) == 1
+    err = capsys.readouterr().err
+    assert "stack a and stack(s) b both target group shop" in err and "environment scope '*'" in err
+    assert main(["plan", "--stack", "c", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
+
+
+def test_user_errors_are_one_message_and_exit_1(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "bad", gitlab={"url": "https://gitlab.example.com", "group": "shop"}, role={"maxSessionDuration": 10})
+    assert main(["plan", "--stack", "bad", "--stacks-dir", str(stacks), "--inventory", "x.json"]) == 1
+    assert "Pulumi.bad.yaml: fleet:role.maxSessionDuration: 10 is not allowed" in capsys.readouterr().err
+    assert main(["plan", "--stack", "nope", "--stacks-dir", str(stacks)]) == 1
+    err = capsys.readouterr().err
+    assert "no stack file" in err and "Pulumi.nope.yaml" in err and "bad" in err
+    write_stack(stacks, "good", gitlab={"url": "https://gitlab.example.com", "group": "acme"})
+    assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json")]) == 1
+    assert "the listing is of group shop, but fleet:gitlab.group is acme" in capsys.readouterr().err
+    (tmp_path / "broken.json").write_text('{"group": "acme", "projects": [{"id": "7"}]}')
+    assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "broken.json")]) == 1
+    assert "project #0: field 'id' is '7'; expected a positive integer" in capsys.readouterr().err
+
+
+def test_help_lists_both_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0 and "plan" in result.stdout and "inventory" in result.stdout
+    result = run_cli("plan", "--help")
+    for flag in ("--stack", "--api-url", "--group", "--account-id", "--inventory", "--format"):
+        assert flag in result.stdout
+
+
+def test_shipped_stacks_are_valid_and_do_not_clash():
+    from fleet.stacks import DEFAULT_STACKS_DIR, check_conflicts, list_stacks, read_stack, stack_config
+    assert {"dev", "prod", "demo"} <= set(list_stacks(DEFAULT_STACKS_DIR))
+    configs = {name: stack_config(read_stack(DEFAULT_STACKS_DIR, name)) for name in ("dev", "prod", "demo")}
+    for name, config in configs.items():
+        check_conflicts(DEFAULT_STACKS_DIR, name, config)
+    assert configs["dev"].account_id != configs["prod"].account_id
+    assert configs["dev"].refs != configs["prod"].refs
+    assert configs["dev"].variables.environment_scope != configs["prod"].variables.environment_scope
+
+
+def test_sample_inventory_is_what_fleet_inventory_saves(tmp_path):
+    from tests.sample_group import write_sample
+    write_sample(str(tmp_path / "sample.json"))
+    assert json.loads((tmp_path / "sample.json").read_text()) == json.loads((ROOT / "samples/shop.inventory.json").read_text())

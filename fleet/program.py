@@ -12,6 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 import pulumi_gitlab as gitlab
+from pulumi.runtime import config as runtime_config
 
 from .config import SECTIONS, FleetConfig, parse_config
 from .discovery import fetch_inventory
@@ -21,17 +22,19 @@ from .resources import declare
 from .stacks import DEFAULT_STACKS_DIR, check_conflicts, gitlab_token
 
 
+def _fleet_keys() -> set[str]:
+    """Every `fleet:*` key the stack sets, so a misspelt key is refused as `plan` refuses it.
+
+    The SDK has no public way to list config keys; these are where it keeps them.
+    """
+    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    return {k.split(":", 1)[1] for k in keys if k.startswith("fleet:")}
+
+
 def config_from_pulumi() -> FleetConfig:
     """The `fleet:*` config of the running stack, validated like a stack file."""
     fleet = pulumi.Config("fleet")
-    raw: dict[str, Any] = {}
-    account_id = fleet.get("accountId")
-    if account_id is not None:
-        raw["accountId"] = account_id
-    for section in SECTIONS:
-        value = fleet.get_object(section)
-        if value is not None:
-            raw[section] = value
+    raw: dict[str, Any] = {name: fleet.get_object(name) if name in SECTIONS else fleet.get(name) for name in _fleet_keys()}
     return parse_config(raw)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
+from parliament import analyze_policy_string
 
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_]{1,255}$")
@@ -48,6 +49,15 @@ def check_trust_policy(document: str, existing_providers: set[str]) -> None:
                     raise ServiceRefusal("MalformedPolicyDocument: condition values must be strings")
 
 
+def check_permission_policy(document: str) -> None:
+    """Lint a permission policy with parliament, as IAM (and review) would refuse a bad one."""
+    if len(re.sub(r"\s", "", document)) > 10_240:
+        raise ServiceRefusal("LimitExceeded: Maximum policy size of 10240 bytes exceeded for role")
+    findings = analyze_policy_string(document, include_community_auditors=False).findings
+    if findings:
+        raise ServiceRefusal(f"MalformedPolicyDocument: {[(f.issue, f.detail) for f in findings]}")
+
+
 @dataclass
 class FleetMocks(pulumi.runtime.Mocks):
     iam: Any  # a boto3 IAM client inside moto's mock_aws
@@ -70,6 +80,7 @@ class FleetMocks(pulumi.runtime.Mocks):
                 Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])["OpenIDConnectProviderArn"]
             return arn, {**inputs, "arn": arn}
         if args.typ == "aws:iam/rolePolicy:RolePolicy":
+            check_permission_policy(inputs["policy"])
             self.iam.put_role_policy(RoleName=inputs["role"], PolicyName=inputs["name"], PolicyDocument=inputs["policy"])
             return f"{inputs['role']}:{inputs['name']}", inputs
         if args.typ == "gitlab:index/projectVariable:ProjectVariable":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ def stack_config(double, **sections: Any) -> dict[str, Any]:
 
 
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
-        adopted: set[str] = frozenset(), monkeypatch=None) -> tuple[FleetMocks, dict[str, Any]]:
+        adopted: set[str] = frozenset(), created: list[FleetMocks] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs."""
     stacks_dir = tmp_path / "stacks"
     stacks_dir.mkdir(exist_ok=True)
@@ -46,6 +47,8 @@ def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: 
     with mock_aws():
         iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         mocks = FleetMocks(iam=iam, account_id=caller, adopted_providers=set(adopted))
+        if created is not None:
+            created.append(mocks)
         pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False)
         pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
         outputs: dict[str, Any] = {}
@@ -131,19 +134,54 @@ def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_accoun
 
 
 def test_wrong_account_credentials_create_nothing(shop, tmp_path, moto_account):
+    created: list[FleetMocks] = []
     with pytest.raises(Exception, match="AWS credentials are for account 999999999999"):
-        run(tmp_path, stack_config(shop), caller="999999999999")
+        run(tmp_path, stack_config(shop), caller="999999999999", created=created)
+    assert created[0].resources == []
 
 
 def test_invalid_config_creates_nothing_and_names_the_key(shop, tmp_path, moto_account):
     config = stack_config(shop, trust={"refs": ["branch:main", "brnch:dev"]}, role={"maxSessionDuration": 60})
+    created: list[FleetMocks] = []
     with pytest.raises(Exception) as info:
-        run(tmp_path, config)
+        run(tmp_path, config, created=created)
+    assert created[0].resources == []
     assert "fleet:trust.refs[1]: 'brnch:dev'" in str(info.value)
     assert "fleet:role.maxSessionDuration: 60" in str(info.value)
 
 
+def test_misspelt_key_is_refused_like_the_offline_plan(shop, tmp_path, moto_account):
+    config = stack_config(shop)
+    config["fleet:acountId"] = ACCOUNT
+    with pytest.raises(Exception, match="fleet:acountId: '111111111111' is not allowed; unknown key"):
+        run(tmp_path, config)
+
+
 def test_discovery_failure_creates_nothing(shop, tmp_path, moto_account):
     shop.tokens = {"secret"}
+    created: list[FleetMocks] = []
     with pytest.raises(Exception, match="rejected the token"):
-        run(tmp_path, stack_config(shop))
+        run(tmp_path, stack_config(shop), created=created)
+    assert created[0].resources == []
+
+
+def test_policy_seam_attaches_planned_policies(tmp_path, moto_account):
+    from fleet.inventory import load_inventory
+    from fleet.plan import PolicyPlan, build_plan
+    from fleet.resources import declare
+    from tests.helpers import make_config
+
+    plan = build_plan(make_config(), load_inventory("samples/shop.inventory.json"), "prod")
+    read = PolicyPlan("read-artifacts", {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acme-artifacts/shop/cart/*"}]})
+    cart = dataclasses.replace(plan.projects[0], policies=(read,))
+    plan = dataclasses.replace(plan, projects=(cart,))
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+        mocks = FleetMocks(iam=iam, account_id=ACCOUNT)
+        pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack="prod", preview=False)
+        pulumi.runtime.test(lambda: pulumi.Output.all(**declare(plan)))()
+        stored = iam.get_role_policy(RoleName="gitlab-shop-cart", PolicyName="read-artifacts")["PolicyDocument"]
+    assert stored == read.document
+    [attached] = mocks.by_type("aws:iam/rolePolicy:RolePolicy")
+    assert attached.name == "project-101-policy-read-artifacts"

@@ -16,6 +16,7 @@ MANAGED_BY = "gitlab-aws-oidc-fleet"
 ACCOUNT_VARIABLE = "GITLAB_AWS_ACCOUNT_ID"
 ROLE_VARIABLE = "ROLE_ARN"
 TAG_VALUE_MAX = 256
+DESCRIPTION_MAX = 1000  # IAM's limit for a role description
 
 
 @dataclass(frozen=True)
@@ -24,11 +25,12 @@ class VariablePlan:
     value: str
     environment_scope: str
     protected: bool
+    description: str
     masked: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "value": self.value, "environment_scope": self.environment_scope,
-                "protected": self.protected, "masked": self.masked}
+                "protected": self.protected, "masked": self.masked, "description": self.description}
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class ProjectPlan:
     role_name: str
     role_arn: str
     trust_policy: dict[str, Any]
+    description: str
     tags: dict[str, str]
     variables: tuple[VariablePlan, ...]
     policies: tuple[PolicyPlan, ...] = ()
@@ -61,6 +64,7 @@ class ProjectPlan:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "role_name": self.role_name, "role_arn": self.role_arn,
                 "helper_compatible": self.helper_compatible, "trust_policy": self.trust_policy,
+                "description": self.description,
                 "policies": [p.to_json() for p in self.policies], "tags": self.tags,
                 "variables": [v.to_json() for v in self.variables]}
 
@@ -185,8 +189,9 @@ def _check_group(config: FleetConfig, inventory: Inventory) -> None:
         raise PlanError(f"the listing is of group {group.full_path}, but fleet:gitlab.group is {configured}")
 
 
-def _tag(value: str) -> str:
-    return value if len(value) <= TAG_VALUE_MAX else value[: TAG_VALUE_MAX - 3] + "..."
+def clip(value: str, limit: int) -> str:
+    """Cut a display value (tag, description) to an IAM limit, marking the cut."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
 def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
@@ -203,6 +208,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
     provider = config.oidc.provider_arn or provider_arn(config.account_id, config.issuer)
     role_path = config.role.path
     scope = config.variables.environment_scope
+    protected = config.variables.protected
+    managed = f"Managed by {MANAGED_BY} (stack {stack}); edits are overwritten."
     projects: list[ProjectPlan] = []
     too_large: list[str] = []
     for p, refs in selected:
@@ -214,11 +221,12 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
         role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"
         projects.append(ProjectPlan(
             id=p.id, path=p.path, role_name=role_name, role_arn=role_arn, trust_policy=policy,
-            tags={"gitlab-project-id": str(p.id), "gitlab-project-path": _tag(p.path),
+            description=clip(f"GitLab CI of {p.path} (project {p.id}); managed by {MANAGED_BY} stack {stack}", DESCRIPTION_MAX),
+            tags={"gitlab-project-id": str(p.id), "gitlab-project-path": clip(p.path, TAG_VALUE_MAX),
                   "fleet-stack": stack, "managed-by": MANAGED_BY},
             variables=(
-                VariablePlan(ACCOUNT_VARIABLE, config.account_id, scope, config.variables.protected),
-                VariablePlan(ROLE_VARIABLE, role_arn, scope, config.variables.protected),
+                VariablePlan(ACCOUNT_VARIABLE, config.account_id, scope, protected, managed),
+                VariablePlan(ROLE_VARIABLE, role_arn, scope, protected, managed),
             ),
         ))
     if too_large:

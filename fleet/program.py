@@ -46,6 +46,22 @@ def check_account(config: FleetConfig) -> None:
                          "select the right AWS profile or fix fleet:accountId.")
 
 
+def check_adopted_provider(config: FleetConfig) -> None:
+    """An adopted provider must exist and accept the audience, or every pipeline's assume would fail."""
+    arn = config.oidc.provider_arn
+    if arn is None:
+        return
+    try:
+        provider = aws.iam.get_open_id_connect_provider(arn=arn)
+    except Exception as err:  # the SDK raises a plain Exception for a failed invoke
+        raise FleetError(f"fleet:oidc.providerArn {arn} cannot be read in account {config.account_id}: {err}") from err
+    if config.oidc.audience not in provider.client_id_lists:
+        raise FleetError(
+            f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {config.oidc.audience!r} "
+            f"among its client IDs {list(provider.client_id_lists)}: add it to the provider, or set fleet:oidc.audience "
+            "to one it lists.")
+
+
 def gitlab_provider(config: FleetConfig) -> gitlab.Provider:
     """An explicit GitLab provider at the configured API, so variables land on the instance that was listed."""
     token = pulumi.Config("gitlab").get_secret("token")
@@ -64,6 +80,7 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
     try:
         config = config_from_pulumi()
         check_account(config)
+        check_adopted_provider(config)
         plan = make_plan(config, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err

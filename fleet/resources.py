@@ -34,7 +34,7 @@ class ProjectAccess(pulumi.ComponentResource):
 
     role: aws.iam.Role
 
-    def __init__(self, project: ProjectPlan, plan: Plan, *, stack: str, depends_on: list[pulumi.Resource],
+    def __init__(self, project: ProjectPlan, plan: Plan, *, depends_on: list[pulumi.Resource],
                  gitlab_provider: pulumi.ProviderResource | None, opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
@@ -43,7 +43,7 @@ class ProjectAccess(pulumi.ComponentResource):
             f"{name}-role",
             name=project.role_name,
             path=plan.role_path,
-            description=f"GitLab CI of {project.path} (project {project.id}); managed by {MANAGED_BY} stack {stack}",
+            description=project.description,
             assume_role_policy=json.dumps(project.trust_policy),
             max_session_duration=plan.max_session_duration,
             permissions_boundary=plan.permissions_boundary,
@@ -53,7 +53,6 @@ class ProjectAccess(pulumi.ComponentResource):
         role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
         for policy in project.policies:
             self._attach(name, policy, child)
-        description = f"Managed by {MANAGED_BY} (stack {stack}); edits are overwritten."
         values: dict[str, pulumi.Input[str]] = {"GITLAB_AWS_ACCOUNT_ID": plan.account_id, "ROLE_ARN": role_arn}
         gitlab_opts = pulumi.ResourceOptions(parent=self, provider=gitlab_provider)
         self.variables = [
@@ -66,7 +65,7 @@ class ProjectAccess(pulumi.ComponentResource):
                 protected=v.protected,
                 masked=v.masked,
                 raw=True,
-                description=description,
+                description=v.description,
                 opts=gitlab_opts,
             )
             for v in project.variables
@@ -92,7 +91,7 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
         )
         provider_arn = provider.arn.apply(_must_equal(plan.provider_arn, "the OIDC provider's ARN"))
         depends_on.append(provider)
-    access = {p.path: ProjectAccess(p, plan, stack=plan.stack, depends_on=depends_on, gitlab_provider=gitlab_provider)
+    access = {p.path: ProjectAccess(p, plan, depends_on=depends_on, gitlab_provider=gitlab_provider)
               for p in plan.projects}
     return {
         "roles": {path: a.role.arn for path, a in access.items()},

@@ -62,7 +62,6 @@ def check_permission_policy(document: str) -> None:
 class FleetMocks(pulumi.runtime.Mocks):
     iam: Any  # a boto3 IAM client inside moto's mock_aws
     account_id: str
-    adopted_providers: set[str] = field(default_factory=set)
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
     variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
@@ -91,11 +90,15 @@ class FleetMocks(pulumi.runtime.Mocks):
         name = inputs["name"]
         if not ROLE_NAME.match(name):
             raise ServiceRefusal(f"ValidationError: role name {name!r} must match [\\w+=,.@-]{{1,64}}")
+        if len(inputs.get("description", "")) > 1000:
+            raise ServiceRefusal("ValidationError: description must have length less than or equal to 1000")
+        if any(len(k) > 128 or len(v) > 256 for k, v in inputs.get("tags", {}).items()):
+            raise ServiceRefusal("ValidationError: tag keys are at most 128 and values at most 256 characters")
         existing = {r["RoleName"].casefold() for r in self.iam.list_roles()["Roles"]}
         if name.casefold() in existing:  # IAM compares role names ignoring case; moto does not
             raise ServiceRefusal(f"EntityAlreadyExists: Role with name {name} already exists.")
         providers = {p["Arn"] for p in self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
-        check_trust_policy(inputs["assumeRolePolicy"], providers | self.adopted_providers)
+        check_trust_policy(inputs["assumeRolePolicy"], providers)
         duration = inputs.get("maxSessionDuration", 3600)  # numbers cross the RPC as floats
         if duration != int(duration):
             raise ServiceRefusal(f"ValidationError: MaxSessionDuration {duration} is not a whole number of seconds")
@@ -124,4 +127,11 @@ class FleetMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": self.account_id, "arn": f"arn:aws:iam::{self.account_id}:user/ci", "userId": "AIDAEXAMPLE",
                     "id": self.account_id}
+        if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
+            try:
+                found = self.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=args.args["arn"])
+            except self.iam.exceptions.NoSuchEntityException as err:  # the engine reports it as a failed invoke
+                return {}, [("arn", str(err))]
+            return {"arn": args.args["arn"], "url": found["Url"], "clientIdLists": found["ClientIDList"],
+                    "thumbprintLists": found.get("ThumbprintList", []), "tags": {}}
         raise NotImplementedError(args.token)

@@ -82,9 +82,12 @@ def test_plan_json_on_an_unseen_group_is_right_unique_and_exclusive(tmp_path):
     assert projects["acme/team-a-cart"]["role_name"] == "gitlab-acme-team-a-cart_513"
     for p in plan["projects"]:
         assert p["role_arn"] == f"arn:aws:iam::333333333333:role/{p['role_name']}"
+        managed = "Managed by gitlab-aws-oidc-fleet (stack qa); edits are overwritten."
         assert p["variables"] == [
-            {"key": "GITLAB_AWS_ACCOUNT_ID", "value": "333333333333", "environment_scope": "qa", "protected": False, "masked": False},
-            {"key": "ROLE_ARN", "value": p["role_arn"], "environment_scope": "qa", "protected": False, "masked": False}]
+            {"key": "GITLAB_AWS_ACCOUNT_ID", "value": "333333333333", "environment_scope": "qa", "protected": False,
+             "masked": False, "description": managed},
+            {"key": "ROLE_ARN", "value": p["role_arn"], "environment_scope": "qa", "protected": False,
+             "masked": False, "description": managed}]
 
     def allowed(policy, path, ref_type="branch", ref="main", aud="sts.amazonaws.com"):
         return token_allowed(policy, account="333333333333", issuer_host="git.acme.test", path=path, project_id=1,

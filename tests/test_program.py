@@ -39,14 +39,16 @@ def stack_config(double, **sections: Any) -> dict[str, Any]:
 
 
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
-        adopted: set[str] = frozenset(), created: list[FleetMocks] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
+        existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs."""
     stacks_dir = tmp_path / "stacks"
     stacks_dir.mkdir(exist_ok=True)
     (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
     with mock_aws():
         iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        mocks = FleetMocks(iam=iam, account_id=caller, adopted_providers=set(adopted))
+        if existing_provider:
+            iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
+        mocks = FleetMocks(iam=iam, account_id=caller)
         if created is not None:
             created.append(mocks)
         pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False)
@@ -123,7 +125,7 @@ def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_accoun
     config = stack_config(shop, oidc={"providerArn": adopted, "audience": "sts.amazonaws.com"},
                           role={"path": "/ci/", "maxSessionDuration": 7200,
                                 "permissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/ci-boundary"})
-    mocks, outputs = run(tmp_path, config, adopted={adopted})
+    mocks, outputs = run(tmp_path, config, existing_provider=("https://gitlab.example.com", ["sts.amazonaws.com"]))
     assert mocks.by_type(PROVIDER) == []
     role = next(r for r in mocks.by_type(ROLE) if r.inputs["name"] == "gitlab-shop-cart")
     assert role.inputs["path"] == "/ci/" and role.inputs["maxSessionDuration"] == 7200
@@ -131,6 +133,19 @@ def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_accoun
     assert outputs["roles"]["shop/cart"] == f"arn:aws:iam::{ACCOUNT}:role/ci/gitlab-shop-cart"
     assert outputs["providerArn"] == adopted
     assert '"gitlab.example.com:aud": "sts.amazonaws.com"' in role.inputs["assumeRolePolicy"]
+
+
+@pytest.mark.parametrize("existing, message", [
+    (None, "cannot be read in account 111111111111"),
+    (("https://gitlab.example.com", ["https://gitlab.example.com"]), "does not list the audience 'sts.amazonaws.com'"),
+])
+def test_adopted_provider_must_exist_and_accept_the_audience(shop, tmp_path, moto_account, existing, message):
+    config = stack_config(shop, oidc={"providerArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com",
+                                      "audience": "sts.amazonaws.com"})
+    created: list[FleetMocks] = []
+    with pytest.raises(Exception, match=message):
+        run(tmp_path, config, existing_provider=existing, created=created)
+    assert created[0].resources == []
 
 
 def test_wrong_account_credentials_create_nothing(shop, tmp_path, moto_account):

@@ -20,7 +20,8 @@ from .inventory import Inventory, parse_inventory
 
 PER_PAGE = 100
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 10
+DEFAULT_RETRIES = 10  # python-gitlab's default: waits 0.1 s doubling per retry, unless Retry-After says otherwise
+RETRY_BUDGET_S = int(sum(0.1 * 2**n for n in range(DEFAULT_RETRIES)))
 
 Progress = Callable[[str], None]
 
@@ -54,6 +55,9 @@ def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float =
                     progress: Progress | None = _stderr) -> Inventory:
     """The group and every project GitLab lists for it, before the fleet's own filtering."""
     gl = connect(config.api_url, token, timeout=timeout)
+    if progress:
+        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} "
+                 f"(transient failures are retried up to {DEFAULT_RETRIES} times with backoff, about {RETRY_BUDGET_S // 60} minutes)")
     try:
         group = gl.groups.get(config.group, lazy=False)
         listing = group.projects.list(

@@ -61,7 +61,9 @@ def test_follows_pagination_across_pages():
         inventory = fetch_inventory(cfg(double, group="big"), None, progress=messages.append)
         assert len(inventory.projects) == 250
         assert [q.get("page", "1") for q in project_requests(double)] == ["1", "2", "3"]
-        assert messages[-1] == "discovered 250 projects of big" and "of 250" in messages[0]
+        assert messages[0].startswith("listing projects of GitLab group 'big' at http://127.0.0.1")
+        assert messages[1] == "discovered 100 of 250 projects of big"
+        assert messages[-1] == "discovered 250 projects of big"
 
 
 def test_pagination_without_totals_beyond_ten_thousand_records():

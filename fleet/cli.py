@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .discovery import fetch_inventory
+from .discovery import fetch_inventory, gitlab_token
 from .errors import FleetError
 from .inventory import Inventory, load_inventory
 from .plan import build_plan
 from .render import render_json, render_table
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts, gitlab_token, read_stack, stack_config
+from .stacks import DEFAULT_STACKS_DIR, check_conflicts, read_stack, stack_config
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,8 +65,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     check_conflicts(args.stacks_dir, args.stack, config)
-    inventory: Inventory = load_inventory(args.inventory) if args.inventory else fetch_inventory(config.gitlab, gitlab_token())
-    plan = build_plan(config, inventory, args.stack)
+    listing: Inventory = load_inventory(args.inventory) if args.inventory else fetch_inventory(config.gitlab, gitlab_token())
+    plan = build_plan(config, listing, args.stack)
     (render_json if args.format == "json" else render_table)(plan, sys.stdout)
     return 0
 

@@ -7,6 +7,7 @@ would mean a deleted role.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Callable
 
@@ -28,6 +29,11 @@ Progress = Callable[[str], None]
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def gitlab_token(secret: str | None = None) -> str | None:
+    """The token from GITLAB_TOKEN, else the stack's `gitlab:token` secret when the caller has it."""
+    return os.environ.get("GITLAB_TOKEN") or secret
 
 
 def connect(api_url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> gitlab.Gitlab:

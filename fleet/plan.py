@@ -50,6 +50,7 @@ class ProjectPlan:
     path: str
     role_name: str
     role_arn: str
+    refs: tuple[str, ...]  # the refs its tokens may carry, e.g. "branch:main", "tag:v*"
     trust_policy: dict[str, Any]
     description: str
     tags: dict[str, str]
@@ -63,7 +64,7 @@ class ProjectPlan:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "path": self.path, "role_name": self.role_name, "role_arn": self.role_arn,
-                "helper_compatible": self.helper_compatible, "trust_policy": self.trust_policy,
+                "helper_compatible": self.helper_compatible, "refs": list(self.refs), "trust_policy": self.trust_policy,
                 "description": self.description,
                 "policies": [p.to_json() for p in self.policies], "tags": self.tags,
                 "variables": [v.to_json() for v in self.variables]}
@@ -220,7 +221,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
         role_name = names[p.id]
         role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"
         projects.append(ProjectPlan(
-            id=p.id, path=p.path, role_name=role_name, role_arn=role_arn, trust_policy=policy,
+            id=p.id, path=p.path, role_name=role_name, role_arn=role_arn,
+            refs=tuple(f"{r.ref_type}:{r.ref}" for r in refs), trust_policy=policy,
             description=clip(f"GitLab CI of {p.path} (project {p.id}); managed by {MANAGED_BY} stack {stack}", DESCRIPTION_MAX),
             tags={"gitlab-project-id": str(p.id), "gitlab-project-path": clip(p.path, TAG_VALUE_MAX),
                   "fleet-stack": stack, "managed-by": MANAGED_BY},

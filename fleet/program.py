@@ -15,11 +15,11 @@ import pulumi_gitlab as gitlab
 from pulumi.runtime import config as runtime_config
 
 from .config import SECTIONS, FleetConfig, parse_config
-from .discovery import fetch_inventory
+from .discovery import fetch_inventory, gitlab_token
 from .errors import FleetError
 from .plan import Plan, build_plan
 from .resources import declare
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts, gitlab_token
+from .stacks import DEFAULT_STACKS_DIR, check_conflicts
 
 
 def _fleet_keys() -> set[str]:

@@ -16,16 +16,6 @@ def render_json(plan: Plan, out: TextIO) -> None:
     out.write("\n")
 
 
-def _refs(policy: dict) -> str:
-    subs: list[str] = []
-    for statement in policy["Statement"]:
-        for operator in ("StringEquals", "StringLike"):
-            for key, value in statement["Condition"].get(operator, {}).items():
-                if key.endswith(":sub"):
-                    subs.extend(value if isinstance(value, list) else [value])
-    return ", ".join(s.split(":ref_type:", 1)[1].replace(":ref:", ":", 1) for s in subs)
-
-
 def summary(plan: Plan) -> str:
     counts = plan.counts()
     reasons = ", ".join(f"{v} {k.removeprefix('skipped_').replace('_', '-')}" for k, v in counts.items() if k.startswith("skipped_"))
@@ -41,7 +31,7 @@ def render_table(plan: Plan, out: TextIO) -> None:
         roles.add_column(column, overflow="fold")
     for p in plan.projects:
         name = p.role_name if p.helper_compatible else f"{p.role_name} [yellow](suffixed)[/]"
-        roles.add_row(str(p.id), p.path, name, _refs(p.trust_policy))
+        roles.add_row(str(p.id), p.path, name, ", ".join(p.refs))
     console.print(roles)
     if plan.skipped:
         skipped = Table(title="Skipped projects", title_justify="left")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -94,8 +93,3 @@ def check_conflicts(stacks_dir: Path, name: str, config: FleetConfig) -> None:
             f"stack {name} and stack(s) {', '.join(clashes)} both target group {config.gitlab.group} on "
             f"{config.gitlab.url} with environment scope {config.variables.environment_scope!r}: their CI/CD "
             f"variables would overwrite each other. Give each stack its own fleet:variables.environmentScope.")
-
-
-def gitlab_token(secret: str | None = None) -> str | None:
-    """The token from GITLAB_TOKEN, else the stack's `gitlab:token` secret when the caller has it."""
-    return os.environ.get("GITLAB_TOKEN") or secret

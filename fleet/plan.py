@@ -216,8 +216,9 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
     for p, refs in selected:
         policy = trust_policy(issuer=config.issuer, provider=provider, audience=config.oidc.audience,
                               project_id=p.id, project_path=p.path, refs=refs)
-        if policy_size(policy) > TRUST_POLICY_MAX_CHARS:
-            too_large.append(f"{p.path} ({policy_size(policy)} characters)")
+        size = policy_size(policy)
+        if size > TRUST_POLICY_MAX_CHARS:
+            too_large.append(f"{p.path} ({size} characters)")
         role_name = names[p.id]
         role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"
         projects.append(ProjectPlan(
@@ -237,7 +238,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str) -> Plan:
     suffixed = [p for p in projects if not p.helper_compatible]
     if suffixed:
         warnings.append(f"{len(suffixed)} role name(s) carry an id suffix because another project's path gives the same "
-                        f"name; their pipelines must use ROLE_ARN: {', '.join(p.path + ' -> ' + p.role_name for p in suffixed)}")
+                        f"name; their pipelines must use ROLE_ARN or give the credential helper --role-name: "
+                        f"{', '.join(p.path + ' -> ' + p.role_name for p in suffixed)}")
     if role_path != "/":
         warnings.append(f"fleet:role.path is {role_path!r}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
     skipped.sort(key=lambda s: s.id)

@@ -1,0 +1,95 @@
+"""Planning: which projects get roles, why others are skipped, and what stops a plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleet.errors import PlanError
+from fleet.inventory import parse_inventory
+from fleet.plan import build_plan, glob_regex
+from tests.gitlab_double import make_group, make_project
+from tests.helpers import make_config
+
+GROUPS = [make_group(1, "shop"), make_group(2, "shop/team", 1), make_group(3, "shop/sandbox", 1),
+          make_group(4, "shop-legacy"), make_group(5, "other")]
+
+
+def listing(*projects):
+    return parse_inventory({"group": {"id": 1, "full_path": "shop"}, "projects": list(projects)})
+
+
+def p(*args, **kw):
+    return make_project(*args, GROUPS, **kw)
+
+
+def reasons(plan):
+    return {s.path: s.reason for s in plan.skipped}
+
+
+def test_project_outside_the_group_is_never_planned_even_when_shared_in_projects_are():
+    inv = listing(p(1, "shop/cart"), p(2, "shop-legacy/cart"), p(3, "other/cart", shared_with=[GROUPS[1]]))
+    plan = build_plan(make_config(gitlab={"includeShared": True}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/cart", "other/cart"]  # shared into shop/team
+    assert reasons(plan) == {"shop-legacy/cart": "outside-group"}
+    plan = build_plan(make_config(), inv, "s")
+    assert reasons(plan) == {"shop-legacy/cart": "outside-group", "other/cart": "shared-in"}
+
+
+def test_subgroup_projects_skipped_when_subgroups_are_off():
+    plan = build_plan(make_config(gitlab={"includeSubgroups": False}), listing(p(1, "shop/a"), p(2, "shop/team/b")), "s")
+    assert reasons(plan) == {"shop/team/b": "subgroup"}
+
+
+def test_archived_kept_when_asked_pending_deletion_never():
+    inv = listing(p(1, "shop/a", archived=True), p(2, "shop/b", pending_deletion=True, archived=True))
+    plan = build_plan(make_config(gitlab={"includeArchived": True}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/a"] and reasons(plan) == {"shop/b": "pending-deletion"}
+
+
+def test_exclude_globs_and_a_warning_for_a_glob_that_matches_nothing():
+    assert glob_regex("shop/*/x").fullmatch("shop/team/x") and not glob_regex("shop/*/x").fullmatch("shop/a/b/x")
+    assert glob_regex("shop/**").fullmatch("shop/a/b/c") and glob_regex("Shop/Sandbox/**").fullmatch("shop/sandbox/a")
+    assert not glob_regex("shop/sandbox/**").fullmatch("shop/sandbox-2/a")
+    inv = listing(p(1, "shop/sandbox/a"), p(2, "shop/team/b"), p(3, "shop/sandboxed"))
+    plan = build_plan(make_config(gitlab={"exclude": ["shop/sandbox/**", "shop/nothing-*"]}), inv, "s")
+    assert reasons(plan) == {"shop/sandbox/a": "excluded"}
+    assert plan.warnings == ("fleet:gitlab.exclude 'shop/nothing-*' matches no project of shop",)
+
+
+def test_empty_repository_with_only_default_branch_rule_is_skipped_not_given_a_dead_role():
+    inv = listing(p(1, "shop/empty", default_branch=None), p(2, "shop/full"))
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}"]}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/full"] and reasons(plan) == {"shop/empty": "no-refs"}
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}", "tag:v*"]}), inv, "s")
+    assert {x.path: x.refs for x in plan.projects} == {"shop/empty": ("tag:v*",), "shop/full": ("branch:main", "tag:v*")}
+
+
+def test_trust_policy_over_iams_limit_stops_the_plan_naming_the_projects():
+    refs = [f"branch:release/2024.{i:02d}" for i in range(40)]
+    with pytest.raises(PlanError, match=r"over IAM's 2048-character limit.*fleet:trust.refs.*shop/cart \(\d+ characters\)"):
+        build_plan(make_config(trust={"refs": refs}), listing(p(1, "shop/cart")), "s")
+
+
+def test_listing_of_another_group_is_refused():
+    with pytest.raises(PlanError, match="the listing is of group shop"):
+        build_plan(make_config(gitlab={"group": "acme"}), listing(p(1, "shop/a")), "s")
+    with pytest.raises(PlanError, match=r"\(id 1\), but fleet:gitlab.group is 9"):
+        build_plan(make_config(gitlab={"group": 9}), listing(p(1, "shop/a")), "s")
+
+
+def test_warnings_for_suffixed_names_and_role_path():
+    inv = listing(p(1, "shop/a_b"), p(2, "shop/a-b"))
+    plan = build_plan(make_config(role={"path": "/ci/"}), inv, "s")
+    assert [x.role_arn for x in plan.projects] == ["arn:aws:iam::111111111111:role/ci/gitlab-shop-a-b",
+                                                   "arn:aws:iam::111111111111:role/ci/gitlab-shop-a-b_2"]
+    assert "shop/a-b -> gitlab-shop-a-b_2" in plan.warnings[0] and "--role-name" in plan.warnings[0]
+    assert "fleet:role.path is '/ci/'" in plan.warnings[1]
+
+
+def test_tags_and_description_stay_within_iam_limits():
+    long_path = "shop/" + "/".join(["x" * 60] * 5)
+    groups = GROUPS + [make_group(10 + i, "shop/" + "/".join(["x" * 60] * (i + 1)), 1) for i in range(4)]
+    plan = build_plan(make_config(), listing(make_project(1, long_path, groups)), "s")
+    [project] = plan.projects
+    assert len(project.tags["gitlab-project-path"]) == 256 and project.tags["gitlab-project-path"].endswith("...")
+    assert project.tags["gitlab-project-id"] == "1" and len(project.role_name) == 64

@@ -64,7 +64,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         json.dump(inventory.raw, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    check_conflicts(args.stacks_dir, args.stack, config)
+    check_conflicts(args.stacks_dir, args.stack)
     listing: Inventory = load_inventory(args.inventory) if args.inventory else fetch_inventory(config.gitlab, gitlab_token())
     plan = build_plan(config, listing, args.stack)
     (render_json if args.format == "json" else render_table)(plan, sys.stdout)

@@ -154,12 +154,12 @@ def select_projects(config: FleetConfig, inventory: Inventory) -> tuple[list[Pro
     for p in sorted(inventory.projects, key=lambda p: p.id):
         namespace = p.path.rsplit("/", 1)[0]
         if not _is_under(p.path, group_path):
-            shared_in = any(g == group_path.casefold() or _is_under(g, group_path) for g in p.shared_with)
-            if not shared_in:
-                skip(p, "outside-group", f"{namespace} is not inside group {group_path}")
-                continue
+            # GitLab lists a project from outside the group only when it is shared into it.
             if not gl.include_shared:
                 skip(p, "shared-in", f"shared into {group_path} from {namespace} (fleet:gitlab.includeShared is false)")
+                continue
+            if not any(g == group_path.casefold() or _is_under(g, group_path) for g in p.shared_with):
+                skip(p, "outside-group", f"{namespace} is not inside group {group_path}, and its shared_with_groups does not name it")
                 continue
         elif not gl.include_subgroups and namespace.casefold() != group_path.casefold():
             skip(p, "subgroup", f"in subgroup {namespace} (fleet:gitlab.includeSubgroups is false)")

@@ -69,7 +69,7 @@ def gitlab_provider(config: FleetConfig) -> gitlab.Provider:
 
 
 def make_plan(config: FleetConfig, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
-    check_conflicts(stacks_dir, stack, config)
+    check_conflicts(stacks_dir, stack)
     log = pulumi.log.info
     inventory = fetch_inventory(config.gitlab, gitlab_token(pulumi.Config("gitlab").get("token")), progress=log)
     return build_plan(config, inventory, stack)

@@ -75,9 +75,14 @@ def _target(config: Mapping[str, Any]) -> tuple[str, str, str] | None:
     return url.rstrip("/").casefold(), str(group).casefold(), str(scope)
 
 
-def check_conflicts(stacks_dir: Path, name: str, config: FleetConfig) -> None:
-    """Refuse when another stack file targets the same group and environment scope."""
-    mine = (config.gitlab.url.casefold(), config.gitlab.group.casefold(), config.variables.environment_scope)
+def check_conflicts(stacks_dir: Path, name: str) -> None:
+    """Refuse when another stack file targets the same group and environment scope as stack `name`.
+
+    The files are compared as written: they are what `pulumi up` deploys.
+    """
+    mine = _target(read_stack(stacks_dir, name).config)
+    if mine is None:
+        return  # its missing url or group is reported by the config validation
     clashes = []
     for other in list_stacks(stacks_dir):
         if other == name:
@@ -89,7 +94,8 @@ def check_conflicts(stacks_dir: Path, name: str, config: FleetConfig) -> None:
         if target == mine:
             clashes.append(other)
     if clashes:
+        instance, group, scope = mine
         raise FleetError(
-            f"stack {name} and stack(s) {', '.join(clashes)} both target group {config.gitlab.group} on "
-            f"{config.gitlab.url} with environment scope {config.variables.environment_scope!r}: their CI/CD "
-            f"variables would overwrite each other. Give each stack its own fleet:variables.environmentScope.")
+            f"stack {name} and stack(s) {', '.join(clashes)} both target group {group} on {instance} with "
+            f"environment scope {scope!r}: their CI/CD variables would overwrite each other. Give each stack "
+            f"its own fleet:variables.environmentScope.")

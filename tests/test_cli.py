@@ -152,6 +152,9 @@ def test_two_stacks_on_the_same_group_and_scope_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "stack a and stack(s) b both target group shop" in err and "environment scope '*'" in err
     assert main(["plan", "--stack", "c", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
+    # a --group override is a what-if on one stack, not a second stack file: it is not refused
+    write_stack(stacks, "d", gitlab={"url": "https://gitlab.example.com", "group": "acme"})
+    assert main(["plan", "--stack", "d", "--group", "shop", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
 
 
 def test_user_errors_are_one_message_and_exit_1(tmp_path, capsys):
@@ -182,8 +185,8 @@ def test_shipped_stacks_are_valid_and_do_not_clash():
     from fleet.stacks import DEFAULT_STACKS_DIR, check_conflicts, list_stacks, read_stack, stack_config
     assert {"dev", "prod", "demo"} <= set(list_stacks(DEFAULT_STACKS_DIR))
     configs = {name: stack_config(read_stack(DEFAULT_STACKS_DIR, name)) for name in ("dev", "prod", "demo")}
-    for name, config in configs.items():
-        check_conflicts(DEFAULT_STACKS_DIR, name, config)
+    for name in configs:
+        check_conflicts(DEFAULT_STACKS_DIR, name)
     assert configs["dev"].account_id != configs["prod"].account_id
     assert configs["dev"].refs != configs["prod"].refs
     assert configs["dev"].variables.environment_scope != configs["prod"].variables.environment_scope

@@ -30,9 +30,10 @@ def test_project_outside_the_group_is_never_planned_even_when_shared_in_projects
     inv = listing(p(1, "shop/cart"), p(2, "shop-legacy/cart"), p(3, "other/cart", shared_with=[GROUPS[1]]))
     plan = build_plan(make_config(gitlab={"includeShared": True}), inv, "s")
     assert [x.path for x in plan.projects] == ["shop/cart", "other/cart"]  # shared into shop/team
-    assert reasons(plan) == {"shop-legacy/cart": "outside-group"}
+    assert reasons(plan) == {"shop-legacy/cart": "outside-group"}  # listed, but nothing says it is shared
     plan = build_plan(make_config(), inv, "s")
-    assert reasons(plan) == {"shop-legacy/cart": "outside-group", "other/cart": "shared-in"}
+    assert [x.path for x in plan.projects] == ["shop/cart"]
+    assert reasons(plan) == {"shop-legacy/cart": "shared-in", "other/cart": "shared-in"}
 
 
 def test_subgroup_projects_skipped_when_subgroups_are_off():

@@ -57,16 +57,33 @@ def _explain(err: Exception, api_url: str, group: str) -> DiscoveryError:
     return DiscoveryError(f"Could not reach GitLab at {api_url} while listing '{group}' ({type(err).__name__}: {err}); nothing was planned.")
 
 
+def _group_object(gl: gitlab.Gitlab, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
+    """The group's id and canonical full path (GET /groups/:id), read after its projects were listed.
+
+    Should that endpoint alone answer 404, a group configured by path is still known by that path.
+    """
+    try:
+        attrs = gl.groups.get(config.group).asdict()
+    except gitlab.exceptions.GitlabGetError as err:
+        if err.response_code != 404 or config.group.isdigit():
+            raise
+        if progress:
+            progress(f"GET /groups/{config.group} answered 404 although its projects were listed; "
+                     f"identifying the group by its configured path '{config.group}'")
+        return {"id": None, "full_path": config.group}
+    return {k: attrs.get(k) for k in ("id", "full_path", "name", "web_url")}
+
+
 def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT,
                     progress: Progress | None = _stderr) -> Inventory:
     """The group and every project GitLab lists for it, before the fleet's own filtering."""
     gl = connect(config.api_url, token, timeout=timeout)
+    name = config.group
     if progress:
-        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} "
+        progress(f"listing projects of GitLab group '{name}' at {config.api_url} "
                  f"(transient failures are retried up to {DEFAULT_RETRIES} times with backoff, about {RETRY_BUDGET_S // 60} minutes)")
     try:
-        group = gl.groups.get(config.group, lazy=False)
-        listing = group.projects.list(
+        listing = gl.groups.get(name, lazy=True).projects.list(
             iterator=True, include_subgroups=config.include_subgroups, with_shared=config.include_shared,
             order_by="id", sort="asc", per_page=PER_PAGE,
         )
@@ -78,17 +95,16 @@ def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float =
             projects.setdefault(attrs["id"], attrs)
             if progress and index % PER_PAGE == 0:
                 total = listing.total
-                progress(f"discovered {index}{'' if total is None else f' of {total}'} projects of {group.full_path}")
+                progress(f"discovered {index}{'' if total is None else f' of {total}'} projects of {name}")
+        group = _group_object(gl, config, progress)
     except (gitlab.exceptions.GitlabError, requests.RequestException) as err:
-        raise _explain(err, config.api_url, config.group) from err
+        raise _explain(err, config.api_url, name) from err
     totals.add(listing.total)
     if len(totals) > 1 or (listing.total is not None and listing.total != len(projects)):
         raise DiscoveryError(
-            f"The project listing of '{group.full_path}' changed while it was read (GitLab reported "
+            f"The project listing of '{name}' changed while it was read (GitLab reported "
             f"{' then '.join(str(t) for t in sorted(totals, key=str))} projects, {len(projects)} were received); "
             f"nothing was planned, run again.")
     if progress:
-        progress(f"discovered {len(projects)} projects of {group.full_path}")
-    data = {"group": {k: group.asdict().get(k) for k in ("id", "full_path", "name", "web_url")},
-            "projects": list(projects.values())}
-    return parse_inventory(data)
+        progress(f"discovered {len(projects)} projects of {group['full_path']}")
+    return parse_inventory({"group": group, "projects": list(projects.values())})

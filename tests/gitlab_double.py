@@ -37,6 +37,7 @@ class GitLabDouble:
     tokens: set[str] | None = None  # None: no token needed; else 401 for any other token
     forbidden_tokens: set[str] = field(default_factory=set)  # valid, but 403 on projects
     omit_totals: bool = False  # GitLab omits X-Total/X-Total-Pages beyond 10,000 records
+    serve_group: bool = True  # False: GET /groups/:id answers 404 (an API that serves only the listing)
     faults: list[Fault] = field(default_factory=list)
     on_page: Callable[[int], None] | None = None  # called before a projects page is served
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -133,7 +134,7 @@ class GitLabDouble:
             if group is None:
                 return self._send(req, 404, {"message": "404 Group Not Found"})
             if len(segments) == 5:
-                return self._send(req, 200, group)
+                return self._send(req, 200, group) if self.serve_group else self._send(req, 404, {"message": "404 Not Found"})
             if segments[5:] == ["projects"]:
                 if token in self.forbidden_tokens:
                     return self._send(req, 403, {"message": "403 Forbidden"})

@@ -132,3 +132,13 @@ def test_unreachable_gitlab(monkeypatch):
     config = GitLabConfig(url="https://gitlab.example.com", api_url=url, group="shop")
     with pytest.raises(DiscoveryError, match="Could not reach GitLab"):
         fetch_inventory(config, None, timeout=1, progress=None)
+
+
+def test_an_api_serving_only_the_listing_still_identifies_a_group_given_by_path(shop):
+    shop.serve_group = False
+    messages: list[str] = []
+    inventory = fetch_inventory(cfg(shop), None, progress=messages.append)
+    assert inventory.group.full_path == "shop" and inventory.group.id is None and len(inventory.projects) == 34
+    assert any("identifying the group by its configured path 'shop'" in m for m in messages)
+    with pytest.raises(DiscoveryError, match=r"group '10' was not found"):
+        fetch_inventory(cfg(shop, group="10"), None, progress=None)  # an id alone says nothing of the path

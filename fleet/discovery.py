@@ -81,7 +81,7 @@ def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float =
     name = config.group
     if progress:
         progress(f"listing projects of GitLab group '{name}' at {config.api_url} "
-                 f"(transient failures are retried up to {DEFAULT_RETRIES} times with backoff, about {RETRY_BUDGET_S // 60} minutes)")
+                 f"(transient failures are retried up to {DEFAULT_RETRIES} times with backoff, for about {RETRY_BUDGET_S} s)")
     try:
         listing = gl.groups.get(name, lazy=True).projects.list(
             iterator=True, include_subgroups=config.include_subgroups, with_shared=config.include_shared,

@@ -13,7 +13,7 @@ from .errors import FleetError
 from .inventory import Inventory, load_inventory
 from .plan import build_plan
 from .render import render_json, render_table
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts, read_stack, stack_config
+from .stacks import DEFAULT_STACKS_DIR, check_conflicts, file_target, read_stack, stack_config
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +64,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         json.dump(inventory.raw, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    check_conflicts(args.stacks_dir, args.stack)
+    check_conflicts(args.stacks_dir, args.stack, file_target(stack))
     listing: Inventory = load_inventory(args.inventory) if args.inventory else fetch_inventory(config.gitlab, gitlab_token())
     plan = build_plan(config, listing, args.stack)
     (render_json if args.format == "json" else render_table)(plan, sys.stdout)

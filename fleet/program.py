@@ -19,7 +19,7 @@ from .discovery import fetch_inventory, gitlab_token
 from .errors import FleetError
 from .plan import Plan, build_plan
 from .resources import declare
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts
+from .stacks import DEFAULT_STACKS_DIR, check_conflicts, config_target
 
 
 def _fleet_keys() -> set[str]:
@@ -69,7 +69,7 @@ def gitlab_provider(config: FleetConfig) -> gitlab.Provider:
 
 
 def make_plan(config: FleetConfig, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
-    check_conflicts(stacks_dir, stack)
+    check_conflicts(stacks_dir, stack, config_target(config))
     log = pulumi.log.info
     inventory = fetch_inventory(config.gitlab, gitlab_token(pulumi.Config("gitlab").get("token")), progress=log)
     return build_plan(config, inventory, stack)

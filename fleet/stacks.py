@@ -63,32 +63,42 @@ def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None) -
         raise ConfigError([f"{stack.path.name}: {p}" for p in err.problems]) from err
 
 
-def _target(config: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(instance, group, environment scope) a stack file's variables land in, compared ignoring case."""
-    raw = fleet_values(config)
+Target = tuple[str, str, str]  # (instance, group, environment scope) a stack's variables land in
+
+
+def _target(url: str, group: object, scope: str) -> Target:
+    return url.rstrip("/").casefold(), str(group).casefold(), scope
+
+
+def config_target(config: FleetConfig) -> Target:
+    return _target(config.gitlab.url, config.gitlab.group, config.variables.environment_scope)
+
+
+def file_target(stack: StackFile) -> Target | None:
+    """The target of a stack file as written; None where its url or group is missing."""
+    raw = fleet_values(stack.config)
     gl = raw.get("gitlab") if isinstance(raw.get("gitlab"), Mapping) else {}
     va = raw.get("variables") if isinstance(raw.get("variables"), Mapping) else {}
     url, group = gl.get("url"), gl.get("group")
     if not isinstance(url, str) or group is None:
         return None
-    scope = va.get("environmentScope") or "*"
-    return url.rstrip("/").casefold(), str(group).casefold(), str(scope)
+    return _target(url, group, str(va.get("environmentScope") or "*"))
 
 
-def check_conflicts(stacks_dir: Path, name: str) -> None:
-    """Refuse when another stack file targets the same group and environment scope as stack `name`.
+def check_conflicts(stacks_dir: Path, name: str, mine: Target | None) -> None:
+    """Refuse when another stack file in `stacks_dir` has the same target as stack `name`.
 
-    The files are compared as written: they are what `pulumi up` deploys.
+    Callers pass their own target: the CLI its file as written (a --group override is a what-if),
+    the Pulumi program the config it runs with.
     """
-    mine = _target(read_stack(stacks_dir, name).config)
     if mine is None:
-        return  # its missing url or group is reported by the config validation
+        return  # a missing url or group is reported by the config validation
     clashes = []
     for other in list_stacks(stacks_dir):
         if other == name:
             continue
         try:
-            target = _target(read_stack(stacks_dir, other).config)
+            target = file_target(read_stack(stacks_dir, other))
         except FleetError as err:
             raise FleetError(f"cannot check stack {other} for a clash with stack {name}: {err}") from err
         if target == mine:

@@ -1,5 +1,3 @@
-import os
-
 import pytest
 
 from tests.gitlab_double import GitLabDouble

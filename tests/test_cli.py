@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from fleet.cli import main
@@ -182,11 +181,11 @@ def test_help_lists_both_commands():
 
 
 def test_shipped_stacks_are_valid_and_do_not_clash():
-    from fleet.stacks import DEFAULT_STACKS_DIR, check_conflicts, list_stacks, read_stack, stack_config
+    from fleet.stacks import DEFAULT_STACKS_DIR, check_conflicts, file_target, list_stacks, read_stack, stack_config
     assert {"dev", "prod", "demo"} <= set(list_stacks(DEFAULT_STACKS_DIR))
     configs = {name: stack_config(read_stack(DEFAULT_STACKS_DIR, name)) for name in ("dev", "prod", "demo")}
     for name in configs:
-        check_conflicts(DEFAULT_STACKS_DIR, name)
+        check_conflicts(DEFAULT_STACKS_DIR, name, file_target(read_stack(DEFAULT_STACKS_DIR, name)))
     assert configs["dev"].account_id != configs["prod"].account_id
     assert configs["dev"].refs != configs["prod"].refs
     assert configs["dev"].variables.environment_scope != configs["prod"].variables.environment_scope

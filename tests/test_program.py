@@ -39,11 +39,13 @@ def stack_config(double, **sections: Any) -> dict[str, Any]:
 
 
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
-        existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
+        existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None,
+        write_stack_file: bool = True) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs."""
     stacks_dir = tmp_path / "stacks"
     stacks_dir.mkdir(exist_ok=True)
-    (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
+    if write_stack_file:
+        (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
     with mock_aws():
         iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
         if existing_provider:
@@ -170,6 +172,21 @@ def test_misspelt_key_is_refused_like_the_offline_plan(shop, tmp_path, moto_acco
     config["fleet:acountId"] = ACCOUNT
     with pytest.raises(Exception, match="fleet:acountId: '111111111111' is not allowed; unknown key"):
         run(tmp_path, config)
+
+
+def test_clash_check_uses_the_running_config_not_a_file_of_its_own(shop, tmp_path, moto_account):
+    config = stack_config(shop)
+    (tmp_path / "stacks").mkdir()
+    other = {**config, "fleet:variables": {"environmentScope": "review/*"}}
+    (tmp_path / "stacks" / "Pulumi.other.yaml").write_text(yaml.safe_dump({"config": other}))
+    _, outputs = run(tmp_path, config, write_stack_file=False)  # config from Pulumi only, e.g. ESC
+    assert outputs["counts"]["roles"] == 29
+    clashing = {**config, "fleet:variables": {"environmentScope": "production"}}
+    (tmp_path / "stacks" / "Pulumi.other.yaml").write_text(yaml.safe_dump({"config": clashing}))
+    created: list[FleetMocks] = []
+    with pytest.raises(Exception, match="stack prod and stack\\(s\\) other both target group shop"):
+        run(tmp_path, config, write_stack_file=False, created=created)
+    assert created[0].resources == []
 
 
 def test_discovery_failure_creates_nothing(shop, tmp_path, moto_account):

@@ -17,8 +17,10 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 demo: $(VENV)/.installed  ## plan the demo stack on the bundled sample group (no accounts needed)
 	$(PY) -m fleet plan --stack demo --inventory samples/shop.inventory.json
 
-test: $(VENV)/.installed-test  ## run the whole test suite
+test: $(VENV)/.installed-test  ## lint and type-check fleet/, then run the whole test suite
+	$(VENV)/bin/ruff check fleet/
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

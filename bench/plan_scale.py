@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fleet.inventory import parse_inventory  # noqa: E402
-from fleet.plan import build_plan  # noqa: E402
+from fleet.planner import build_plan  # noqa: E402
 from tests.gitlab_double import make_group, make_project  # noqa: E402
 from tests.helpers import make_config  # noqa: E402
 

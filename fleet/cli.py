@@ -4,22 +4,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from .discovery import fetch_inventory, gitlab_token
+from .config import is_numeric_id
+from .deployed import load_deployed
+from .discovery import fetch_inventory, resolve_token
 from .errors import FleetError
 from .inventory import Inventory, load_inventory
-from .plan import build_plan
+from .planner import build_plan
 from .render import render_json, render_table
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts, file_target, read_stack, stack_config
+from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, other_targets, read_stack, stack_config
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 600:
+        raise argparse.ArgumentTypeError(f"{text} is not allowed; expected more than 0 and at most 600 seconds")
+    return value
+
+
+def _retries(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 10:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a whole number from 0 to 10")
+    return int(text)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<NAME>.yaml")
     parser.add_argument("--api-url", help="GitLab API base to list projects from (overrides fleet:gitlab.apiUrl)")
-    parser.add_argument("--group", help="group full path or id (overrides fleet:gitlab.group)")
+    parser.add_argument("--group", help="group full path or id (overrides fleet:gitlab.group; a what-if: the "
+                                        "overlap check with other stacks is skipped)")
+    parser.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
+                        help="seconds per GitLab request attempt (overrides fleet:gitlab.timeout, default 20)")
+    parser.add_argument("--max-retries", type=_retries, metavar="N",
+                        help="retries after a timeout, 429 or 5xx (overrides fleet:gitlab.maxRetries, default 4)")
     parser.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR,
                         help=f"directory of the stack files (default: {DEFAULT_STACKS_DIR})")
 
@@ -28,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m fleet",
         description="gitlab-aws-oidc-fleet: one keyless, least-privilege AWS role per GitLab project.",
-        epilog="The GitLab token is read from GITLAB_TOKEN. Nothing here touches AWS.")
+        epilog="The GitLab token is read from GITLAB_TOKEN (the stack secret gitlab:token is read only by `pulumi up`). "
+               "Nothing here touches AWS.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show what the stack would declare, offline (no AWS credentials)",
@@ -36,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(plan)
     plan.add_argument("--account-id", help="AWS account id (overrides fleet:accountId)")
     plan.add_argument("--inventory", metavar="FILE", help="read a saved project listing instead of calling GitLab")
+    plan.add_argument("--deployed", metavar="FILE",
+                      help="the stack's outputs (`pulumi stack output --json > FILE`): role names already deployed "
+                           "stay, as under `pulumi up`")
     plan.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
     inventory = commands.add_parser("inventory", help="save the group's project listing as JSON on stdout",
@@ -49,7 +77,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     if args.api_url:
         overrides["gitlab.apiUrl"] = args.api_url
     if args.group:
-        overrides["gitlab.group"] = int(args.group) if args.group.isdigit() else args.group
+        overrides["gitlab.group"] = int(args.group) if is_numeric_id(args.group) else args.group
+    if args.timeout is not None:
+        overrides["gitlab.timeout"] = args.timeout
+    if args.max_retries is not None:
+        overrides["gitlab.maxRetries"] = args.max_retries
     if getattr(args, "account_id", None):
         overrides["accountId"] = args.account_id
     return overrides
@@ -60,13 +92,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     stack = read_stack(args.stacks_dir, args.stack)
     config = stack_config(stack, _overrides(args))
     if args.command == "inventory":
-        inventory = fetch_inventory(config.gitlab, gitlab_token())
+        inventory = fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN")))
         json.dump(inventory.raw, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
-    check_conflicts(args.stacks_dir, args.stack, file_target(stack))
-    listing: Inventory = load_inventory(args.inventory) if args.inventory else fetch_inventory(config.gitlab, gitlab_token())
-    plan = build_plan(config, listing, args.stack)
+    others = other_targets(args.stacks_dir, args.stack)
+    deployed = load_deployed(args.deployed) if args.deployed else None
+    listing: Inventory = (load_inventory(args.inventory) if args.inventory
+                          else fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN"))))
+    plan = build_plan(config, listing, args.stack, deployed)
+    if args.group:
+        print("note: --group plans a what-if; the overlap check with other stacks is skipped", file=sys.stderr)
+    else:
+        check_overlaps(config_target(args.stack, config), others, listing, (p.id for p in plan.projects))
     (render_json if args.format == "json" else render_table)(plan, sys.stdout)
     return 0
 

@@ -7,8 +7,9 @@ All problems are collected and reported together; nothing is planned from invali
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -17,11 +18,19 @@ DEFAULT_BRANCH = "{default_branch}"
 REF_TYPES = ("branch", "tag")
 ALLOWED_REFS = "'branch:<name or glob>', 'tag:<name or glob>' or 'branch:{default_branch}'"
 
-_ACCOUNT_RE = re.compile(r"^\d{12}$")
-_GROUP_PATH_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)*$")
-_ROLE_PATH_RE = re.compile(r"^/([\x21-\x7e]+/)?$")
-_POLICY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}|aws):policy/[\x21-\x7e]+$")
-_PROVIDER_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):oidc-provider/(.+)$")
+# Identifiers are matched whole (fullmatch) and with ASCII classes: no trailing newline, no Unicode digits.
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")
+_NUMERIC_ID_RE = re.compile(r"[1-9][0-9]{0,18}")
+_GROUP_PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)*")
+_ROLE_PATH_RE = re.compile(r"/([\x21-\x7e]+/)?")
+_ARN_PARTITION_RE = re.compile(r"arn:([a-z-]*):.*")
+_POLICY_ARN_RE = re.compile(r"arn:aws:iam::([0-9]{12}|aws):policy/[\x21-\x7e]+")
+_PROVIDER_ARN_RE = re.compile(r"arn:aws:iam::([0-9]{12}):oidc-provider/([\x21-\x7e]+)")
+_HOST_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+_URL_PATH_RE = re.compile(r"(/[A-Za-z0-9._~-]+)*")
+_PORT_RE = re.compile(r"[1-9][0-9]{0,4}")
+_AUDIENCE_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_./${}*-]([A-Za-z0-9 _./${}*-]{0,253}[A-Za-z0-9_./${}*-])?")
 # git check-ref-format forbids these anywhere in a ref; `*` and `?` are kept as globs here.
 _REF_FORBIDDEN_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[]|\.\.|@\{|//")
 
@@ -51,6 +60,8 @@ class GitLabConfig:
     include_shared: bool = False
     include_archived: bool = False
     exclude: tuple[str, ...] = ()
+    timeout: float = 20.0  # seconds per request attempt
+    max_retries: int = 4
 
 
 @dataclass(frozen=True)
@@ -87,15 +98,15 @@ class FleetConfig:
 
 
 # Keys of each object and their defaults; a key not listed here is a typo and an error.
-_GITLAB_KEYS = {
+_GITLAB_KEYS: dict[str, Any] = {
     "url": None, "apiUrl": None, "group": None, "includeSubgroups": True,
-    "includeShared": False, "includeArchived": False, "exclude": [],
+    "includeShared": False, "includeArchived": False, "exclude": [], "timeout": 20, "maxRetries": 4,
 }
-_OIDC_KEYS = {"audience": None, "providerArn": None}
-_TRUST_KEYS = {"refs": ["branch:main"]}
-_ROLE_KEYS = {"path": "/", "maxSessionDuration": 3600, "permissionsBoundary": None}
-_VARIABLES_KEYS = {"environmentScope": "*", "protected": False}
-SECTIONS = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEYS, "trust": _TRUST_KEYS,
+_OIDC_KEYS: dict[str, Any] = {"audience": None, "providerArn": None}
+_TRUST_KEYS: dict[str, Any] = {"refs": ["branch:main"]}
+_ROLE_KEYS: dict[str, Any] = {"path": "/", "maxSessionDuration": 3600, "permissionsBoundary": None}
+_VARIABLES_KEYS: dict[str, Any] = {"environmentScope": "*", "protected": False}
+SECTIONS: dict[str, dict[str, Any]] = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEYS, "trust": _TRUST_KEYS,
             "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS}
 TOP_LEVEL_KEYS = ("accountId", *SECTIONS)
 
@@ -125,6 +136,17 @@ def _section(raw: Mapping[str, Any], name: str, problems: _Problems) -> dict[str
     return out
 
 
+def _number(section: dict[str, Any], name: str, key: str, problems: _Problems, low: float, high: float,
+            allowed: str, *, whole: bool = False) -> float:
+    value = section[key]
+    kinds = (int,) if whole else (int, float)
+    in_range = isinstance(value, kinds) and not isinstance(value, bool) and (low <= value if whole else low < value) and value <= high
+    if not in_range:
+        problems.add(f"{name}.{key}", value, f"expected {allowed}")
+        return float(SECTIONS[name][key])
+    return float(value)
+
+
 def _bool(section: dict[str, Any], name: str, key: str, problems: _Problems) -> bool:
     value = section[key]
     if not isinstance(value, bool):
@@ -133,17 +155,54 @@ def _bool(section: dict[str, Any], name: str, key: str, problems: _Problems) -> 
     return value
 
 
-def _https_url(value: Any, key: str, problems: _Problems, *, allow_http: bool = False) -> str | None:
-    schemes = ("https", "http") if allow_http else ("https",)
-    allowed = f"expected an absolute {' or '.join(s + '://' for s in schemes)} URL with a host, no query or fragment"
+def is_numeric_id(value: str) -> bool:
+    """True for a GitLab numeric id written in ASCII digits (not a path)."""
+    return _NUMERIC_ID_RE.fullmatch(value) is not None
+
+
+def normalise_url(value: Any, *, issuer: bool) -> tuple[str | None, str]:
+    """(normalised URL, '') or (None, what is wrong). Scheme and host are lowercased, a trailing '/' dropped.
+
+    The issuer (`fleet:gitlab.url`) must be https without a port (AWS refuses ports in provider URLs);
+    an API URL may be http and carry a port. Neither may carry user info, a query or a fragment.
+    """
     if not isinstance(value, str) or not value:
-        problems.add(key, value, allowed)
-        return None
+        return None, "expected a URL"
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        return None, "expected an ASCII URL without spaces or control characters"
     parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.hostname or parts.query or parts.fragment or parts.username:
-        problems.add(key, value, allowed)
-        return None
-    return value.rstrip("/")
+    schemes = ("https",) if issuer else ("https", "http")
+    if parts.scheme.lower() not in schemes:
+        return None, f"expected {' or '.join(s + '://' for s in schemes)}"
+    if "?" in value or "#" in value:
+        return None, "expected no query (?) or fragment (#)"
+    if "@" in parts.netloc:
+        return None, "expected no user name or password in the URL"
+    host, _, port = parts.netloc.lower().partition(":")
+    if port and (issuer or not _PORT_RE.fullmatch(port) or int(port) > 65535):
+        return None, ("expected no port: AWS refuses ports in OIDC provider URLs" if issuer else "expected a port from 1 to 65535")
+    if host.endswith("."):
+        return None, "expected a host name without a trailing dot"
+    if not _HOST_RE.fullmatch(host):
+        return None, "expected a host name of letters, digits, '-' and '.'"
+    path = parts.path.rstrip("/")
+    if not _URL_PATH_RE.fullmatch(path):
+        return None, "expected a path of letters, digits and '._~-' segments"
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme.lower()}://{netloc}{path}", ""
+
+
+def _url(value: Any, key: str, problems: _Problems, *, issuer: bool) -> str | None:
+    url, wrong = normalise_url(value, issuer=issuer)
+    if url is None:
+        problems.add(key, value, wrong)
+    return url
+
+
+def _other_partition(arn: Any) -> bool:
+    """True for an ARN of a partition other than `aws` (aws-cn, aws-us-gov, ...): refused, not misread."""
+    match = _ARN_PARTITION_RE.fullmatch(arn) if isinstance(arn, str) else None
+    return match is not None and match.group(1) != "aws"
 
 
 def parse_ref(text: Any) -> RefRule | None:
@@ -155,7 +214,7 @@ def parse_ref(text: Any) -> RefRule | None:
         return None
     if pattern == DEFAULT_BRANCH:
         return RefRule(ref_type, pattern) if ref_type == "branch" else None
-    if "{" in pattern or "}" in pattern or "$" in pattern:
+    if "{" in pattern or "}" in pattern or "$" in pattern or not pattern.isprintable():
         return None
     if _REF_FORBIDDEN_RE.search(pattern) or pattern.startswith(("/", "-", ".")) or pattern.endswith(("/", ".", ".lock")):
         return None
@@ -172,19 +231,22 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     account_id = raw.get("accountId")
     if isinstance(account_id, int) and not isinstance(account_id, bool):
         problems.add("accountId", account_id, 'quote it: a 12-digit string such as "012345678901" (YAML drops leading zeros of numbers)')
-    elif not isinstance(account_id, str) or not _ACCOUNT_RE.match(account_id):
+    elif not isinstance(account_id, str) or not _ACCOUNT_RE.fullmatch(account_id):
         problems.add("accountId", account_id, "expected the AWS account id, a string of 12 digits")
 
     gl = _section(raw, "gitlab", problems)
-    url = _https_url(gl["url"], "gitlab.url", problems)
+    url = _url(gl["url"], "gitlab.url", problems, issuer=True)
+    if url is not None and len(url) > 255:
+        problems.add("gitlab.url", gl["url"], "expected at most 255 characters (AWS's limit for a provider URL)")
     api_url = url
     if gl["apiUrl"] is not None:
-        api_url = _https_url(gl["apiUrl"], "gitlab.apiUrl", problems, allow_http=True)
+        api_url = _url(gl["apiUrl"], "gitlab.apiUrl", problems, issuer=False)
         if api_url is not None:
-            api_url = re.sub(r"/api/v4$", "", api_url)
+            api_url = api_url.removesuffix("/api/v4")
     group = gl["group"]
     if isinstance(group, bool) or not (
-        (isinstance(group, int) and group > 0) or (isinstance(group, str) and _GROUP_PATH_RE.match(group))
+        (isinstance(group, int) and 0 < group < 10**19)
+        or (isinstance(group, str) and (_GROUP_PATH_RE.fullmatch(group) or is_numeric_id(group)))
     ):
         problems.add("gitlab.group", group, "expected the group's full path (e.g. acme/platform) or its numeric id")
         group = ""
@@ -198,17 +260,24 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         include_shared=_bool(gl, "gitlab", "includeShared", problems),
         include_archived=_bool(gl, "gitlab", "includeArchived", problems),
         exclude=tuple(exclude),
+        timeout=_number(gl, "gitlab", "timeout", problems, 0, 600, "seconds per request, more than 0 and at most 600"),
+        max_retries=int(_number(gl, "gitlab", "maxRetries", problems, 0, 10, "a whole number from 0 to 10", whole=True)),
     )
 
     oi = _section(raw, "oidc", problems)
     audience = oi["audience"] if oi["audience"] is not None else gitlab.url
-    if not isinstance(audience, str) or not audience or any(c in audience for c in "*?$"):
-        problems.add("oidc.audience", audience, "expected a non-empty string without *, ? or $ (default: the instance url)")
+    if oi["audience"] is None and url is None:
+        pass  # the default follows fleet:gitlab.url, which is reported already
+    elif not isinstance(audience, str) or not _AUDIENCE_RE.fullmatch(audience) or any(c in audience for c in "*?$"):
+        problems.add("oidc.audience", audience, "expected printable ASCII without spaces, *, ? or $, at most 255 "
+                                                "characters (default: the instance url)")
     provider_arn = oi["providerArn"]
     if provider_arn is not None:
-        match = _PROVIDER_ARN_RE.match(provider_arn) if isinstance(provider_arn, str) else None
+        match = _PROVIDER_ARN_RE.fullmatch(provider_arn) if isinstance(provider_arn, str) else None
         expected_host = gitlab.url.removeprefix("https://")
-        if not match:
+        if not match and _other_partition(provider_arn):
+            problems.add("oidc.providerArn", provider_arn, "only the aws partition is supported (arn:aws:...)")
+        elif not match:
             problems.add("oidc.providerArn", provider_arn, "expected arn:aws:iam::<account>:oidc-provider/<issuer without https://>")
         elif isinstance(account_id, str) and match.group(1) != account_id:
             problems.add("oidc.providerArn", provider_arn, f"the provider must be in this stack's account {account_id} (fleet:accountId)")
@@ -229,23 +298,27 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
 
     ro = _section(raw, "role", problems)
     path = ro["path"]
-    if not isinstance(path, str) or len(path) > 512 or not _ROLE_PATH_RE.match(path):
+    if not isinstance(path, str) or len(path) > 512 or not _ROLE_PATH_RE.fullmatch(path):
         problems.add("role.path", path, "expected '/' or '/<segments>/' (printable ASCII, at most 512 characters)")
     duration = ro["maxSessionDuration"]
     if isinstance(duration, bool) or not isinstance(duration, int) or not 3600 <= duration <= 43200:
         problems.add("role.maxSessionDuration", duration, "expected whole seconds from 3600 to 43200")
     boundary = ro["permissionsBoundary"]
-    if boundary is not None and (not isinstance(boundary, str) or not _POLICY_ARN_RE.match(boundary)):
+    if boundary is not None and _other_partition(boundary):
+        problems.add("role.permissionsBoundary", boundary, "only the aws partition is supported (arn:aws:...)")
+    elif boundary is not None and (not isinstance(boundary, str) or not _POLICY_ARN_RE.fullmatch(boundary)):
         problems.add("role.permissionsBoundary", boundary, "expected a managed policy ARN, e.g. arn:aws:iam::111111111111:policy/boundary")
 
     va = _section(raw, "variables", problems)
     scope = va["environmentScope"]
-    if not isinstance(scope, str) or not scope.strip() or len(scope) > 255:
-        problems.add("variables.environmentScope", scope, "expected a GitLab environment scope such as '*', 'production' or 'review/*'")
+    if not isinstance(scope, str) or not _SCOPE_RE.fullmatch(scope):
+        problems.add("variables.environmentScope", scope, "expected a GitLab environment scope such as '*', 'production' "
+                                                          "or 'review/*' (letters, digits, spaces inside, '_./${}*-')")
     protected = _bool(va, "variables", "protected", problems)
 
     if problems.items:
         raise ConfigError(problems.items)
+    assert isinstance(account_id, str)  # checked above
     return FleetConfig(
         account_id=account_id,
         gitlab=gitlab,

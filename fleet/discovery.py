@@ -1,28 +1,32 @@
-"""Discovery: list a GitLab group's projects with python-gitlab, completely or not at all.
+"""Discovery: list a GitLab group's projects completely, or not at all.
 
-python-gitlab retries 5xx, 429 (honouring Retry-After) and timeouts with exponential backoff.
-A listing that still fails, or that changed while it was read, stops the run: a missing project
-would mean a deleted role.
+A project missing from the listing means its role and variables are deleted, so the listing is
+complete by construction rather than checked afterwards. `GET /groups/:id/projects` offers only
+offset pagination, and offsets shift when a project is deleted while the pages are read (the
+next page then starts one project late and a live project is never seen); GitLab also omits the
+totals that could reveal it beyond 10,000 records. So every request asks for the first page of
+the projects whose id is above the last id received (`id_after`, ascending ids): each answer
+starts exactly where the previous one ended, whatever is deleted or created meanwhile, with or
+without totals. A project that exists for the whole listing is therefore always in it.
+
+Refused, with "run again" or a reason: an answer that breaks the ascending order after the cursor
+(a server that ignores `id_after`), and two ids with one path (renames while the listing was read:
+both roles would trust the same `sub`). No request is made without a token: an anonymous listing
+answers with the public projects only.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-import gitlab
-import gitlab.exceptions
-import requests
-
-from .config import GitLabConfig
+from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
-from .inventory import Inventory, parse_inventory
+from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
+from .inventory import Inventory, PathClash, parse_inventory
 
 PER_PAGE = 100
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_RETRIES = 10  # python-gitlab's default: waits 0.1 s doubling per retry, unless Retry-After says otherwise
-RETRY_BUDGET_S = int(sum(0.1 * 2**n for n in range(DEFAULT_RETRIES)))
 
 Progress = Callable[[str], None]
 
@@ -31,41 +35,63 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def gitlab_token(secret: str | None = None) -> str | None:
-    """The token from GITLAB_TOKEN, else the stack's `gitlab:token` secret when the caller has it."""
-    return os.environ.get("GITLAB_TOKEN") or secret
+def resolve_token(env_token: str | None, secret: str | None = None, *, secret_offered: bool = False) -> str:
+    """The one GitLab token for listing and for writing variables: GITLAB_TOKEN or the `gitlab:token` secret.
+
+    Both set and different is refused (listing and writing would act as different users), and so is
+    none: GitLab answers an anonymous listing with the public projects only, a silently shrunken fleet.
+    """
+    where = "GITLAB_TOKEN or the stack secret gitlab:token" if secret_offered else "GITLAB_TOKEN"
+    if env_token and secret and env_token != secret:
+        raise DiscoveryError("GITLAB_TOKEN and the stack secret gitlab:token are both set and differ: unset one, "
+                             "so that listing projects and writing their variables use the same token.")
+    token = env_token or secret
+    if not token:
+        raise DiscoveryError(f"no GitLab token: set {where} to a token with the read_api scope (api to write "
+                             "variables). Without one GitLab lists only public projects, and the roles of all others "
+                             "would be deleted.")
+    if not token.isascii() or not token.isprintable() or token != token.strip() or " " in token:
+        raise DiscoveryError(f"the GitLab token in {where} contains spaces, line breaks or non-ASCII characters; "
+                             "set it to the token alone.")
+    return token
 
 
-def connect(api_url: str, token: str | None, *, timeout: float = DEFAULT_TIMEOUT) -> gitlab.Gitlab:
-    return gitlab.Gitlab(api_url, private_token=token or None, timeout=timeout,
-                         retry_transient_errors=True, per_page=PER_PAGE)
+def _explain(err: GitLabError, config: GitLabConfig, what: str) -> DiscoveryError:
+    """One sentence for each way a request fails, naming what was being read and what to do."""
+    api, group = config.api_url, config.group
+    tries = f" after {err.retries} retries" if err.retries else ""
+    messages = {
+        "unauthorized": f"GitLab at {api} rejected the token (401 Unauthorized): set GITLAB_TOKEN to a valid token "
+                        "with the read_api scope.",
+        "forbidden": f"The token may not list projects of GitLab group '{group}' (403 Forbidden): it needs the "
+                     "read_api scope and at least Reporter access to the group.",
+        "not-found": f"GitLab group '{group}' was not found at {api} (404): check fleet:gitlab.group, or give the "
+                     "token access to the group.",
+        "rate-limited": f"GitLab at {api} kept rate-limiting {what}{tries} ({err}); nothing was planned, try again later.",
+        "server-error": f"GitLab at {api} failed while {what} (HTTP {err.status}){tries}; nothing was planned.",
+        "http-error": f"GitLab at {api} refused {what} ({err}); nothing was planned.",
+        "timeout": f"GitLab at {api} did not answer within {config.timeout:g} s while {what}{tries}; nothing was "
+                   "planned. If the instance is slow, raise fleet:gitlab.timeout (or --timeout).",
+        "unreachable": f"Could not reach GitLab at {api} while {what} ({err}); nothing was planned. Check "
+                       "fleet:gitlab.apiUrl (or --api-url) and the network.",
+        "tls": f"Could not make a TLS connection to GitLab at {api} while {what} ({err}); nothing was planned.",
+        "bad-response": f"GitLab at {api} did not answer like the GitLab API while {what} ({err}); check "
+                        "fleet:gitlab.apiUrl (or --api-url): it is the instance's base URL, without /api/v4.",
+    }
+    if err.kind == "server-error" and err.status is None:
+        messages["server-error"] = f"GitLab at {api} failed while {what} ({err}); nothing was planned."
+    return DiscoveryError(messages[err.kind])
 
 
-def _explain(err: Exception, api_url: str, group: str) -> DiscoveryError:
-    """One clear sentence for each way listing a group fails."""
-    code = getattr(err, "response_code", None)
-    if isinstance(err, gitlab.exceptions.GitlabAuthenticationError) or code == 401:
-        return DiscoveryError(f"GitLab at {api_url} rejected the token (401 Unauthorized): set GITLAB_TOKEN to a valid token with the read_api scope.")
-    if code == 403:
-        return DiscoveryError(f"The token may not list projects of GitLab group '{group}' (403 Forbidden): it needs the read_api scope and at least Reporter access to the group.")
-    if code == 404:
-        return DiscoveryError(f"GitLab group '{group}' was not found at {api_url} (404): check fleet:gitlab.group, or give the token access to the group.")
-    if code == 429:
-        return DiscoveryError(f"GitLab at {api_url} kept rate-limiting the listing of '{group}' (429) after {DEFAULT_RETRIES} retries; nothing was planned, try again later.")
-    if code is not None:
-        return DiscoveryError(f"GitLab at {api_url} failed while listing '{group}' (HTTP {code}) after {DEFAULT_RETRIES} retries; nothing was planned.")
-    return DiscoveryError(f"Could not reach GitLab at {api_url} while listing '{group}' ({type(err).__name__}: {err}); nothing was planned.")
-
-
-def _group_object(gl: gitlab.Gitlab, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
+def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
     """The group's id and canonical full path (GET /groups/:id), read after its projects were listed.
 
     Should that endpoint alone answer 404, a group configured by path is still known by that path.
     """
     try:
-        attrs = gl.groups.get(config.group).asdict()
-    except gitlab.exceptions.GitlabGetError as err:
-        if err.response_code != 404 or config.group.isdigit():
+        attrs = api.group(config.group)
+    except GitLabError as err:
+        if err.kind != "not-found" or is_numeric_id(config.group):
             raise
         if progress:
             progress(f"GET /groups/{config.group} answered 404 although its projects were listed; "
@@ -74,37 +100,56 @@ def _group_object(gl: gitlab.Gitlab, config: GitLabConfig, progress: Progress | 
     return {k: attrs.get(k) for k in ("id", "full_path", "name", "web_url")}
 
 
-def fetch_inventory(config: GitLabConfig, token: str | None, *, timeout: float = DEFAULT_TIMEOUT,
-                    progress: Progress | None = _stderr) -> Inventory:
-    """The group and every project GitLab lists for it, before the fleet's own filtering."""
-    gl = connect(config.api_url, token, timeout=timeout)
-    name = config.group
-    if progress:
-        progress(f"listing projects of GitLab group '{name}' at {config.api_url} "
-                 f"(transient failures are retried up to {DEFAULT_RETRIES} times with backoff, for about {RETRY_BUDGET_S} s)")
-    try:
-        listing = gl.groups.get(name, lazy=True).projects.list(
-            iterator=True, include_subgroups=config.include_subgroups, with_shared=config.include_shared,
-            order_by="id", sort="asc", per_page=PER_PAGE,
-        )
-        projects: dict[int, dict[str, Any]] = {}
-        totals: set[int | None] = set()  # X-Total of every page: offset pages shift if the group changes
-        for index, project in enumerate(listing, start=1):
-            totals.add(listing.total)
-            attrs = project.asdict()  # as GitLab sent it, without python-gitlab's parent group_id
-            projects.setdefault(attrs["id"], attrs)
-            if progress and index % PER_PAGE == 0:
-                total = listing.total
-                progress(f"discovered {index}{'' if total is None else f' of {total}'} projects of {name}")
-        group = _group_object(gl, config, progress)
-    except (gitlab.exceptions.GitlabError, requests.RequestException) as err:
-        raise _explain(err, config.api_url, name) from err
-    totals.add(listing.total)
-    if len(totals) > 1 or (listing.total is not None and listing.total != len(projects)):
+def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
+    project_id = item.get("id") if isinstance(item, dict) else None
+    if isinstance(project_id, bool) or not isinstance(project_id, int):
+        raise DiscoveryError(f"GitLab at {api.api_url} listed a project without an integer id ({item!r:.200}); "
+                             "nothing was planned.")
+    if after is not None and project_id <= after:
         raise DiscoveryError(
-            f"The project listing of '{name}' changed while it was read (GitLab reported "
-            f"{' then '.join(str(t) for t in sorted(totals, key=str))} projects, {len(projects)} were received); "
-            f"nothing was planned, run again.")
+            f"GitLab at {api.api_url} answered a request for projects with ids above {after} with project "
+            f"{project_id}: it ignores id_after or does not sort by id, so the listing cannot be shown complete; "
+            "nothing was planned.")
+    return project_id
+
+
+def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> list[dict[str, Any]]:
+    """Every project GitLab lists for the group, in ascending id order (see the module docstring)."""
+    projects: list[dict[str, Any]] = []
+    after: int | None = None
+    while True:
+        page, last = api.group_projects(config.group, after=after, include_subgroups=config.include_subgroups,
+                                        with_shared=config.include_shared, per_page=PER_PAGE)
+        for item in page:
+            after = _project_id(item, after, api)
+            projects.append(item)
+        if progress and page:
+            progress(f"discovered {len(projects)} projects of {config.group} so far")
+        if not page or (last and len(page) < PER_PAGE):
+            return projects
+
+
+def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | None = _stderr) -> Inventory:
+    """The group and every project GitLab lists for it, before the fleet's own filtering."""
+    if not token:
+        raise DiscoveryError("no GitLab token: set GITLAB_TOKEN; an anonymous listing shows only public projects.")
+    policy = RetryPolicy(timeout=config.timeout, max_retries=config.max_retries)
+    api = GitLabAPI(config.api_url, token, policy, log=progress)
+    if progress:
+        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} ({policy.describe()})")
+    what = f"listing the projects of '{config.group}'"
+    try:
+        projects = list_projects(api, config, progress)
+        what = f"reading group '{config.group}'"
+        group = _group_object(api, config, progress)
+    except GitLabError as err:
+        raise _explain(err, config, what) from err
+    try:
+        inventory = parse_inventory({"group": group, "projects": projects})
+    except PathClash as err:
+        raise DiscoveryError(
+            f"The project listing of '{config.group}' changed while it was read: {'; '.join(err.clashes)} "
+            "(projects renamed meanwhile). Two roles must never trust one path; nothing was planned, run again.") from err
     if progress:
         progress(f"discovered {len(projects)} projects of {group['full_path']}")
-    return parse_inventory({"group": group, "projects": list(projects.values())})
+    return inventory

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import InventoryError
 
-_PATH_RE = re.compile(r"^[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+$")
+_PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+")
 _REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[*?]|\.\.|@\{")
 
 
@@ -31,6 +32,7 @@ class Project:
     archived: bool
     pending_deletion: bool
     shared_with: frozenset[str]  # full paths (casefolded) of the groups it is shared with
+    namespace_id: int | None = None  # the id of the group (or user) that holds it, when the listing says
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,11 @@ def parse_project(value: Any, index: int) -> Project:
         raise _fail(f"project #{index}", "id", project_id, "a positive integer")
     where = f"project {project_id}"
     path = value.get("path_with_namespace")
-    if not isinstance(path, str) or not _PATH_RE.match(path):
+    if not isinstance(path, str) or not _PATH_RE.fullmatch(path):
         raise _fail(where, "path_with_namespace", path, "a GitLab path such as group/sub/project")
     branch = value.get("default_branch")
-    if branch is not None and (not isinstance(branch, str) or not branch or _REF_BAD_RE.search(branch)):
+    if branch is not None and (not isinstance(branch, str) or not branch or not branch.isprintable()
+                               or _REF_BAD_RE.search(branch)):
         raise _fail(where, "default_branch", branch, "null or a valid git branch name")
     archived = value.get("archived", False)
     if not isinstance(archived, bool):
@@ -79,10 +82,32 @@ def parse_project(value: Any, index: int) -> Project:
     shared = value.get("shared_with_groups") or []
     if not isinstance(shared, list) or not all(isinstance(s, Mapping) and isinstance(s.get("group_full_path"), str) for s in shared):
         raise _fail(where, "shared_with_groups", shared, "a list of objects with a group_full_path")
+    namespace = value.get("namespace")
+    namespace_id = namespace.get("id") if isinstance(namespace, Mapping) else None
+    if namespace_id is not None and (isinstance(namespace_id, bool) or not isinstance(namespace_id, int)):
+        raise _fail(where, "namespace.id", namespace_id, "an integer")
     return Project(
         id=project_id, path=path, default_branch=branch, archived=archived, pending_deletion=pending,
-        shared_with=frozenset(s["group_full_path"].casefold() for s in shared),
+        shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
     )
+
+
+class PathClash(InventoryError):
+    """Two project ids share one path (ignoring case): the listing changed while it was read."""
+
+    def __init__(self, clashes: list[str]):
+        self.clashes = clashes
+        super().__init__(f"two projects share a path, so the listing changed while it was read (projects renamed "
+                         f"meanwhile): {'; '.join(clashes)}. Two roles must never trust one path; list the group again.")
+
+
+def path_clashes(projects: Iterable[Project]) -> list[str]:
+    """'<path>: projects <id>, <id>' for each path (ignoring case, as GitLab compares) held by several ids."""
+    by_path: dict[str, list[Project]] = {}
+    for project in projects:
+        by_path.setdefault(project.path.casefold(), []).append(project)
+    return [f"{group[0].path}: projects {', '.join(str(p.id) for p in sorted(group, key=lambda p: p.id))}"
+            for group in by_path.values() if len(group) > 1]
 
 
 def parse_inventory(data: Any) -> Inventory:
@@ -97,6 +122,9 @@ def parse_inventory(data: Any) -> Inventory:
         if project.id in seen and seen[project.id] != project:
             raise InventoryError(f"project {project.id}: listed twice with different contents ({seen[project.id].path}, {project.path})")
         seen.setdefault(project.id, project)
+    clashes = path_clashes(seen.values())
+    if clashes:
+        raise PathClash(clashes)
     return Inventory(group=parse_group(data["group"]), projects=tuple(seen.values()), raw=data)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable, Mapping
 
 ROLE_PREFIX = "gitlab-"
 ROLE_NAME_MAX = 64
@@ -30,23 +30,41 @@ def suffixed_role_name(path: str, project_id: int) -> str:
     return helper_role_name(path)[: ROLE_NAME_MAX - len(suffix)] + suffix
 
 
-def assign_role_names(projects: Iterable[tuple[int, str]]) -> dict[int, str]:
-    """Map project id -> role name for (id, path) pairs.
+def assign_role_names(projects: Iterable[tuple[int, str]], deployed: Mapping[int, str] | None = None) -> dict[int, str]:
+    """Map project id -> role name for (id, path) pairs: every project GitLab lists, not only those planned.
 
-    The lowest id of each group of equal helper names (ignoring case, as IAM does) keeps the plain
-    name; the others get `suffixed_role_name`. Adding projects with higher ids changes no name.
+    A name already deployed (`deployed`: project id -> role name, from the stack's previous outputs)
+    stays with its project while it is still a name of that project's path, and is never given to
+    another project, even when its own project is gone: its role is deleted only after new roles are
+    created, and IAM refuses a second role of that name meanwhile. Otherwise the lowest id among the
+    projects whose helper name is equal (ignoring case, as IAM compares) keeps the plain name and the
+    others get `suffixed_role_name`. So a project's name changes only when its own path does.
     """
-    by_name: dict[str, list[tuple[int, str]]] = {}
-    for project_id, path in projects:
-        by_name.setdefault(helper_role_name(path).casefold(), []).append((project_id, path))
+    pairs = dict(projects)
+    deployed = dict(deployed or {})
+    taken: dict[str, int] = {}
+    for project_id, name in deployed.items():
+        owner = taken.setdefault(name.casefold(), project_id)
+        if owner != project_id:
+            raise ValueError(f"deployed role name {name} is recorded for projects {owner} and {project_id}")
     names: dict[int, str] = {}
-    for group in by_name.values():
+    for project_id, path in pairs.items():
+        kept = deployed.get(project_id)
+        if kept is not None and kept in (helper_role_name(path), suffixed_role_name(path, project_id)):
+            names[project_id] = kept
+    wanting: dict[str, list[tuple[int, str]]] = {}
+    for project_id, path in pairs.items():
+        if project_id not in names:
+            wanting.setdefault(helper_role_name(path).casefold(), []).append((project_id, path))
+    for key, group in wanting.items():
         group.sort()
-        first_id, first_path = group[0]
-        names[first_id] = helper_role_name(first_path)
-        for project_id, path in group[1:]:
-            names[project_id] = suffixed_role_name(path, project_id)
-    seen = {n.casefold() for n in names.values()}
-    if len(seen) != len(names):  # cannot happen by construction; refuse rather than plan a shared role
-        raise AssertionError("role names are not unique")
+        for project_id, path in group:
+            plain = helper_role_name(path)
+            if key not in taken:
+                names[project_id] = plain
+                taken[key] = project_id
+            else:
+                names[project_id] = suffixed_role_name(path, project_id)
+                if taken.setdefault(names[project_id].casefold(), project_id) != project_id:
+                    raise ValueError(f"role name {names[project_id]} is recorded for another project")
     return names

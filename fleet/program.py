@@ -1,11 +1,13 @@
 """The Pulumi program: stack config -> discovery -> plan -> resources, and the stack outputs.
 
-The same functions as `python -m fleet plan` make the plan; only reading config (from Pulumi)
-and declaring resources differ.
+The same functions as `python -m fleet plan` read the config and make the plan; only where the
+config comes from (Pulumi's strings instead of the stack file) and declaring resources differ.
+Every check runs before the first resource is declared, so a refusal leaves nothing half-applied.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,37 +15,42 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 from pulumi.runtime import config as runtime_config
+from pulumi.runtime.sync_await import _sync_await
 
-from .config import SECTIONS, FleetConfig, parse_config
-from .discovery import fetch_inventory, gitlab_token
+from .config import FleetConfig, parse_config
+from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
+from .deployed import parse_deployed
+from .discovery import fetch_inventory, resolve_token
 from .errors import FleetError
-from .plan import Plan, build_plan
+from .plan import Plan
+from .planner import build_plan
 from .resources import declare
-from .stacks import DEFAULT_STACKS_DIR, check_conflicts, config_target
-
-
-def _fleet_keys() -> set[str]:
-    """Every `fleet:*` key the stack sets, so a misspelt key is refused as `plan` refuses it.
-
-    The SDK has no public way to list config keys; these are where it keeps them.
-    """
-    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
-    return {k.split(":", 1)[1] for k in keys if k.startswith("fleet:")}
+from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, fleet_values, other_targets
 
 
 def config_from_pulumi() -> FleetConfig:
-    """The `fleet:*` config of the running stack, validated like a stack file."""
-    fleet = pulumi.Config("fleet")
-    raw: dict[str, Any] = {name: fleet.get_object(name) if name in SECTIONS else fleet.get(name) for name in _fleet_keys()}
-    return parse_config(raw)
+    """The `fleet:*` config of the running stack, decoded and validated exactly as `plan` reads a stack file.
+
+    The SDK has no public way to list config keys; `CONFIG` and the config environment are where it keeps them.
+    """
+    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    strings = {key: value for key in keys if key.startswith("fleet:") and (value := runtime_config.get_config(key)) is not None}
+    return parse_config(fleet_values(strings))
+
+
+def gitlab_token() -> str:
+    """The one token for listing and for the GitLab provider: GITLAB_TOKEN or the stack secret gitlab:token."""
+    return resolve_token(os.environ.get("GITLAB_TOKEN"), pulumi.Config("gitlab").get("token"), secret_offered=True)
 
 
 def check_account(config: FleetConfig) -> None:
-    """`pulumi up` must run with credentials of the stack's own account."""
-    caller = aws.get_caller_identity().account_id
-    if caller != config.account_id:
-        raise FleetError(f"fleet:accountId is {config.account_id}, but the AWS credentials are for account {caller}: "
-                         "select the right AWS profile or fix fleet:accountId.")
+    """`pulumi up` must run with credentials of the stack's own account, in the aws partition."""
+    identity = aws.get_caller_identity()
+    if identity.account_id != config.account_id:
+        raise FleetError(f"fleet:accountId is {config.account_id}, but the AWS credentials are for account "
+                         f"{identity.account_id}: select the right AWS profile or fix fleet:accountId.")
+    if not identity.arn.startswith("arn:aws:"):
+        raise FleetError(f"the AWS credentials are in another partition ({identity.arn}): only the aws partition is supported.")
 
 
 def check_adopted_provider(config: FleetConfig) -> None:
@@ -62,31 +69,71 @@ def check_adopted_provider(config: FleetConfig) -> None:
             "to one it lists.")
 
 
-def gitlab_provider(config: FleetConfig) -> gitlab.Provider:
-    """An explicit GitLab provider at the configured API, so variables land on the instance that was listed."""
-    token = pulumi.Config("gitlab").get_secret("token")
-    return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/", token=token)
+def previous_role_names() -> dict[int, str]:
+    """The role names this stack deployed, from its own last outputs (empty before the first `up`).
+
+    A StackReference to the running stack reads its last completed outputs. The program needs them as
+    plain values before it declares anything, so it waits for them the way the SDK waits for invokes.
+    """
+    name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    reference = pulumi.StackReference(f"{pulumi.get_stack()}-previous-outputs", stack_name=name)
+    details = _sync_await(reference.get_output_details(ROLE_NAMES_OUTPUT))
+    return parse_deployed(details.value, f"the {ROLE_NAMES_OUTPUT} output of stack {name}")
 
 
-def make_plan(config: FleetConfig, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
-    check_conflicts(stacks_dir, stack, config_target(config))
-    log = pulumi.log.info
-    inventory = fetch_inventory(config.gitlab, gitlab_token(pulumi.Config("gitlab").get("token")), progress=log)
-    return build_plan(config, inventory, stack)
+def check_role_names_free(plan: Plan, deployed: dict[int, str]) -> None:
+    """Refuse names held in the account by a role this stack did not make (another stack, or by hand).
+
+    Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A role found with
+    this stack's tags for the same project (a run that failed before recording its outputs) is ours.
+    """
+    existing = {name.casefold(): name for name in aws.iam.get_roles().names}
+    mine = {name.casefold() for name in deployed.values()}
+    clashes = []
+    for project in plan.projects:
+        name = project.role_name
+        if name.casefold() not in existing or name.casefold() in mine:
+            continue
+        tags = aws.iam.get_role(name=existing[name.casefold()]).tags or {}
+        if tags.get("fleet-stack") == plan.stack and tags.get("gitlab-project-id") == str(project.id):
+            continue
+        owner = (f"stack {tags['fleet-stack']}, project {tags.get('gitlab-project-path', '?')}"
+                 if "fleet-stack" in tags else "not made by this program")
+        clashes.append(f"{name} for {project.path} ({owner})")
+    if clashes:
+        raise FleetError(f"role names already taken in account {plan.account_id} by roles this stack does not hold: "
+                         f"{'; '.join(clashes)}. Nothing was changed; exclude the project, or remove or rename that role.")
+
+
+def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
+    """An explicit GitLab provider at the listed API, with the token that listed it."""
+    return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/", token=pulumi.Output.secret(token))
+
+
+def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
+    """List the group, plan it with the names already deployed, and refuse overlaps and taken names."""
+    others = other_targets(stacks_dir, stack)
+    inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
+    deployed = previous_role_names()
+    plan = build_plan(config, inventory, stack, deployed)
+    check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
+    check_role_names_free(plan, deployed)
+    return plan
 
 
 def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
     """Run the program; exports and returns the stack outputs. Any error stops before a resource exists."""
     try:
         config = config_from_pulumi()
+        token = gitlab_token()
         check_account(config)
         check_adopted_provider(config)
-        plan = make_plan(config, pulumi.get_stack(), stacks_dir)
+        plan = make_plan(config, token, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err
     for warning in plan.warnings:
         pulumi.log.warn(warning)
-    outputs = declare(plan, gitlab_provider=gitlab_provider(config))
+    outputs = declare(plan, gitlab_provider=gitlab_provider(config, token))
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

@@ -7,6 +7,7 @@ from typing import TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .plan import Plan
 
@@ -25,21 +26,24 @@ def summary(plan: Plan) -> str:
 
 
 def render_table(plan: Plan, out: TextIO) -> None:
-    console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False)
-    roles = Table(title=f"Roles planned for stack {plan.stack}", title_justify="left")
+    """Every value from GitLab or the config is a `Text`, so brackets in it print as written, never as markup."""
+    console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False, highlight=False)
+    roles = Table(title=Text(f"Roles planned for stack {plan.stack}"), title_justify="left")
     for column in ("id", "project", "role", "refs"):
         roles.add_column(column, overflow="fold")
     for p in plan.projects:
-        name = p.role_name if p.helper_compatible else f"{p.role_name} [yellow](suffixed)[/]"
-        roles.add_row(str(p.id), p.path, name, ", ".join(p.refs))
+        name = Text(p.role_name)
+        if not p.helper_compatible:
+            name.append(" (suffixed)", style="yellow")
+        roles.add_row(Text(str(p.id)), Text(p.path), name, Text(", ".join(p.refs)))
     console.print(roles)
     if plan.skipped:
         skipped = Table(title="Skipped projects", title_justify="left")
         for column in ("id", "project", "reason", "detail"):
             skipped.add_column(column, overflow="fold")
         for s in plan.skipped:
-            skipped.add_row(str(s.id), s.path, s.reason, s.detail)
+            skipped.add_row(Text(str(s.id)), Text(s.path), Text(s.reason), Text(s.detail))
         console.print(skipped)
     for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    console.print(summary(plan), highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), " ", warning))
+    console.print(Text(summary(plan)))

@@ -7,18 +7,22 @@ resources instead of one project's role being deleted and another's created.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 
-from .plan import MANAGED_BY, Plan, PolicyPlan, ProjectPlan
+from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
+from .deployed import deployed_output
+from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
 
 COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
 
 
-def _must_equal(planned: str, what: str):
+def _must_equal(planned: str, what: str) -> Callable[[str], str]:
     """An apply() check: the cloud's value must be what the plan showed (e.g. an ARN)."""
 
     def check(actual: str) -> str:
@@ -29,12 +33,25 @@ def _must_equal(planned: str, what: str):
     return check
 
 
+@dataclass(frozen=True)
+class RoleSettings:
+    """What every role of a stack shares."""
+
+    path: str
+    max_session_duration: int
+    permissions_boundary: str | None
+
+    @classmethod
+    def of(cls, plan: Plan) -> RoleSettings:
+        return cls(plan.role_path, plan.max_session_duration, plan.permissions_boundary)
+
+
 class ProjectAccess(pulumi.ComponentResource):
     """One project's AWS access: its role, its policies and its two CI/CD variables."""
 
     role: aws.iam.Role
 
-    def __init__(self, project: ProjectPlan, plan: Plan, *, depends_on: list[pulumi.Resource],
+    def __init__(self, project: ProjectPlan, settings: RoleSettings, *, depends_on: list[pulumi.Resource],
                  gitlab_provider: pulumi.ProviderResource | None, opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
@@ -42,18 +59,20 @@ class ProjectAccess(pulumi.ComponentResource):
         self.role = aws.iam.Role(
             f"{name}-role",
             name=project.role_name,
-            path=plan.role_path,
+            path=settings.path,
             description=project.description,
             assume_role_policy=json.dumps(project.trust_policy),
-            max_session_duration=plan.max_session_duration,
-            permissions_boundary=plan.permissions_boundary,
+            max_session_duration=settings.max_session_duration,
+            permissions_boundary=settings.permissions_boundary,
             tags=project.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
         for policy in project.policies:
             self._attach(name, policy, child)
-        values: dict[str, pulumi.Input[str]] = {"GITLAB_AWS_ACCOUNT_ID": plan.account_id, "ROLE_ARN": role_arn}
+        # The ARN reaches ROLE_ARN from the created role (checked against the plan), so it waits for the role.
+        values: dict[str, pulumi.Input[str]] = {v.key: v.value for v in project.variables}
+        values[ROLE_VARIABLE] = role_arn
         gitlab_opts = pulumi.ResourceOptions(parent=self, provider=gitlab_provider)
         self.variables = [
             gitlab.ProjectVariable(
@@ -91,10 +110,12 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
         )
         provider_arn = provider.arn.apply(_must_equal(plan.provider_arn, "the OIDC provider's ARN"))
         depends_on.append(provider)
-    access = {p.path: ProjectAccess(p, plan, depends_on=depends_on, gitlab_provider=gitlab_provider)
+    settings = RoleSettings.of(plan)
+    access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider)
               for p in plan.projects}
     return {
         "roles": {path: a.role.arn for path, a in access.items()},
+        ROLE_NAMES_OUTPUT: deployed_output({p.id: p.role_name for p in plan.projects}),
         "skipped": [s.to_json() for s in plan.skipped],
         "counts": plan.counts(),
         "providerArn": provider_arn,

@@ -1,8 +1,9 @@
 """Trust policies: which GitLab id_tokens may assume a project's role.
 
 A token passes only with this provider, the exact audience and a `sub` naming this project's
-exact path (case kept) and an allowed ref. Exact refs use StringEquals; only refs with a glob use
-StringLike, in a statement of their own (operators inside one Condition block are ANDed).
+exact path (case kept) and an allowed ref. Exact refs use StringEquals; only refs with a glob (or
+a literal `${`, escaped as `${$}{`) use StringLike, in a statement of their own (operators inside
+one Condition block are ANDed). Ref globs follow StringLike: `*` also crosses `/`.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ def trust_policy(*, issuer: str, provider: str, audience: str, project_id: int, 
     pinned: dict[str, Any] = {f"{prefix}:aud": audience}
     if prefix == GITLAB_COM:  # AWS offers this key for gitlab.com only; it survives path reuse
         pinned[f"{prefix}:project_id"] = str(project_id)
-    exact = [escape_value(sub_claim(project_path, r)) for r in refs if not r.glob]
-    globbed = [escape_value(sub_claim(project_path, r)) for r in refs if r.glob]
+    subs = [(escape_value(sub_claim(project_path, r)), r.glob) for r in refs]
+    # A value holding `${$}` goes under StringLike too: IAM documents its special characters for
+    # StringLike, so the project's own tokens match however StringEquals treats them. Such a value
+    # has no `*` or `?` (git refs cannot hold them), so StringLike still matches it exactly.
+    exact = [sub for sub, glob in subs if not glob and "${" not in sub]
+    globbed = [sub for sub, glob in subs if glob or "${" in sub]
     statements = []
     if exact:
         statements.append(_statement("ExactRefs", provider, {"StringEquals": {**pinned, f"{prefix}:sub": exact}}))

@@ -10,6 +10,13 @@ def _no_ambient_token(monkeypatch):
 
 
 @pytest.fixture
+def token(monkeypatch):
+    """GITLAB_TOKEN set for the test (the GitLab double accepts any token unless told otherwise)."""
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-test")
+    return "glpat-test"
+
+
+@pytest.fixture
 def shop():
     """The sample group `shop` served on 127.0.0.1; stopped after the test."""
     groups, projects = build_shop()

@@ -1,9 +1,11 @@
 """A GitLab REST API double: a real HTTP server on 127.0.0.1 for the endpoints discovery uses.
 
 It serves groups and `GET /groups/:id/projects` with GitLab's semantics (include_subgroups off by
-default, with_shared ON by default, offset pagination with X-Page/X-Next-Page/X-Total/Link
-headers, at most 100 per page), authentication errors, and injectable faults: 5xx, 429 with or
-without Retry-After, and latency.
+default, with_shared ON by default, `id_after`/`id_before`, offset pagination with
+X-Page/X-Next-Page/X-Total/Link headers, at most 100 per page, totals omitted above
+`totals_threshold` records as GitLab does above 10,000), authentication errors, and injectable
+faults: 5xx, 429 with or without Retry-After, and latency. `on_listing` runs before each listing
+request is answered, so a test can change the group while it is read.
 """
 
 from __future__ import annotations
@@ -36,15 +38,17 @@ class GitLabDouble:
     projects: list[dict[str, Any]] = field(default_factory=list)
     tokens: set[str] | None = None  # None: no token needed; else 401 for any other token
     forbidden_tokens: set[str] = field(default_factory=set)  # valid, but 403 on projects
-    omit_totals: bool = False  # GitLab omits X-Total/X-Total-Pages beyond 10,000 records
+    totals_threshold: int = 10_000  # GitLab omits X-Total/X-Total-Pages above this many records
+    honours_id_after: bool = True  # False: a server that ignores id_after/id_before
     serve_group: bool = True  # False: GET /groups/:id answers 404 (an API that serves only the listing)
     faults: list[Fault] = field(default_factory=list)
-    on_page: Callable[[int], None] | None = None  # called before a projects page is served
+    on_listing: Callable[[int], None] | None = None  # called with the request's number (1, 2, ...) before answering
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._listings = 0
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> "GitLabDouble":
@@ -52,14 +56,17 @@ class GitLabDouble:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                double._handle(self)
+                try:
+                    double._handle(self)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout under test) before the answer was written
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -103,6 +110,10 @@ class GitLabDouble:
                 continue
             if "archived" in query and (query["archived"] in TRUE) != p.get("archived", False):
                 continue
+            if self.honours_id_after and "id_after" in query and p["id"] <= int(query["id_after"]):
+                continue
+            if self.honours_id_after and "id_before" in query and p["id"] >= int(query["id_before"]):
+                continue
             out.append(p)
         reverse = query.get("sort", "desc") == "desc"
         key = query.get("order_by", "created_at")
@@ -138,15 +149,17 @@ class GitLabDouble:
             if segments[5:] == ["projects"]:
                 if token in self.forbidden_tokens:
                     return self._send(req, 403, {"message": "403 Forbidden"})
+                if self.on_listing:
+                    with self._lock:
+                        self._listings += 1
+                        number = self._listings
+                    self.on_listing(number)
                 return self._page(req, parts.path, query, self.listing(group, query))
         return self._send(req, 404, {"message": "404 Not Found"})
 
     def _page(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, str], items: list[dict[str, Any]]) -> None:
         page = max(1, int(query.get("page", "1")))
         per_page = min(100, max(1, int(query.get("per_page", "20"))))
-        if self.on_page:
-            self.on_page(page)
-            items = self.listing(self.group(path.split("/")[4]), query)  # type: ignore[arg-type]
         total_pages = max(1, -(-len(items) // per_page))
         body = items[(page - 1) * per_page: page * per_page]
         base = f"{self.url}{path}"
@@ -163,7 +176,7 @@ class GitLabDouble:
         headers = {"X-Page": str(page), "X-Per-Page": str(per_page),
                    "X-Next-Page": str(page + 1) if page < total_pages else "",
                    "X-Prev-Page": str(page - 1) if page > 1 else ""}
-        if not self.omit_totals:
+        if len(items) <= self.totals_threshold:
             headers.update({"X-Total": str(len(items)), "X-Total-Pages": str(total_pages)})
             links.append(link(total_pages, "last"))
         headers["Link"] = ", ".join(links)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,19 +59,39 @@ def check_permission_policy(document: str) -> None:
         raise ServiceRefusal(f"MalformedPolicyDocument: {[(f.issue, f.detail) for f in findings]}")
 
 
+def all_roles(iam: Any) -> list[dict[str, Any]]:
+    """Every role in the (moto) account: ListRoles answers 100 at a time."""
+    return [role for page in iam.get_paginator("list_roles").paginate() for role in page["Roles"]]
+
+
 @dataclass
 class FleetMocks(pulumi.runtime.Mocks):
+    """Resources and invokes as the services answer them. The SDK calls mocks from several threads; one lock
+    keeps each call's reads and writes of moto and of the recorded state together."""
+
     iam: Any  # a boto3 IAM client inside moto's mock_aws
     account_id: str
+    previous_outputs: dict[str, Any] = field(default_factory=dict)  # the stack's outputs of its last `up`
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
     variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def by_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
         return [r for r in self.resources if r.typ == typ]
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        with self._lock:
+            return self._new_resource(args)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        with self._lock:
+            return self._call(args)
+
+    def _new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
         inputs = dict(args.inputs)
+        if args.typ == "pulumi:pulumi:StackReference":
+            return inputs["name"], {"name": inputs["name"], "outputs": self.previous_outputs, "secretOutputNames": []}
         if args.typ == "aws:iam/role:Role":
             return self._role(args.name, inputs)
         if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
@@ -94,7 +115,7 @@ class FleetMocks(pulumi.runtime.Mocks):
             raise ServiceRefusal("ValidationError: description must have length less than or equal to 1000")
         if any(len(k) > 128 or len(v) > 256 for k, v in inputs.get("tags", {}).items()):
             raise ServiceRefusal("ValidationError: tag keys are at most 128 and values at most 256 characters")
-        existing = {r["RoleName"].casefold() for r in self.iam.list_roles()["Roles"]}
+        existing = {r["RoleName"].casefold() for r in all_roles(self.iam)}
         if name.casefold() in existing:  # IAM compares role names ignoring case; moto does not
             raise ServiceRefusal(f"EntityAlreadyExists: Role with name {name} already exists.")
         providers = {p["Arn"] for p in self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
@@ -123,7 +144,14 @@ class FleetMocks(pulumi.runtime.Mocks):
         self.variables[identity] = inputs
         return ":".join(identity), inputs
 
-    def call(self, args: pulumi.runtime.MockCallArgs):
+    def _call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:iam/getRoles:getRoles":
+            roles = all_roles(self.iam)
+            return {"arns": [r["Arn"] for r in roles], "names": [r["RoleName"] for r in roles], "id": self.account_id}
+        if args.token == "aws:iam/getRole:getRole":
+            role = self.iam.get_role(RoleName=args.args["name"])["Role"]
+            return {"name": role["RoleName"], "arn": role["Arn"], "tags": {t["Key"]: t["Value"] for t in role.get("Tags", [])},
+                    "id": role["RoleName"]}
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": self.account_id, "arn": f"arn:aws:iam::{self.account_id}:user/ci", "userId": "AIDAEXAMPLE",
                     "id": self.account_id}

@@ -79,7 +79,7 @@ def write_sample(path: str = "samples/shop.inventory.json") -> None:
     config = stack_config(read_stack(DEFAULT_STACKS_DIR, "demo")).gitlab
     with GitLabDouble(groups=groups, projects=projects) as double:
         gitlab = dataclasses.replace(config, api_url=double.url, include_shared=True)
-        inventory = fetch_inventory(gitlab, None, progress=None)
+        inventory = fetch_inventory(gitlab, "sample-token", progress=None)
     Path(path).write_text(json.dumps(inventory.raw, indent=1) + "\n", encoding="utf-8")
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fleet.cli import main
@@ -44,8 +45,10 @@ def unseen_group() -> GitLabDouble:
     return GitLabDouble(groups=groups, projects=projects)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, token: str | None = "glpat-test") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "GITLAB_TOKEN"}
+    if token is not None:
+        env["GITLAB_TOKEN"] = token
     return subprocess.run([sys.executable, "-m", "fleet", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -115,7 +118,7 @@ def test_plan_table_is_readable_with_a_summary_line(tmp_path):
     assert "stack demo: 29 roles for shop in account 123456789012, 7 skipped (2 archived, 2 excluded, 1 pending-deletion, 2 shared-in)" in summary
 
 
-def test_inventory_saves_the_unfiltered_listing_and_plans_the_same_offline(shop, tmp_path, capsys):
+def test_inventory_saves_the_unfiltered_listing_and_plans_the_same_offline(shop, tmp_path, capsys, token):
     stacks = tmp_path / "stacks"
     write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
     assert main(["inventory", "--stack", "t", "--stacks-dir", str(stacks), "--api-url", shop.url]) == 0
@@ -130,7 +133,7 @@ def test_inventory_saves_the_unfiltered_listing_and_plans_the_same_offline(shop,
     assert json.loads(capsys.readouterr().out) == offline
 
 
-def test_overrides_for_group_and_account(shop, tmp_path, capsys):
+def test_overrides_for_group_and_account(shop, tmp_path, capsys, token):
     stacks = tmp_path / "stacks"
     write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "elsewhere"})
     assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--format", "json", "--api-url", shop.url,
@@ -149,11 +152,13 @@ def test_two_stacks_on_the_same_group_and_scope_are_refused(tmp_path, capsys):
     inventory = str(ROOT / "samples/shop.inventory.json")
     assert main(["plan", "--stack", "a", "--stacks-dir", str(stacks), "--inventory", inventory]) == 1
     err = capsys.readouterr().err
-    assert "stack a and stack(s) b both target group shop" in err and "environment scope '*'" in err
+    assert "stack a targets https://gitlab.example.com with environment scope '*'" in err
+    assert "stack b (group shop and its subgroups) overlaps group shop" in err
     assert main(["plan", "--stack", "c", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
-    # a --group override is a what-if on one stack, not a second stack file: it is not refused
+    # a --group override is a what-if on one stack, not a second stack file: it is not refused, and says so
     write_stack(stacks, "d", gitlab={"url": "https://gitlab.example.com", "group": "acme"})
     assert main(["plan", "--stack", "d", "--group", "shop", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
+    assert "overlap check with other stacks is skipped" in capsys.readouterr().err
 
 
 def test_user_errors_are_one_message_and_exit_1(tmp_path, capsys):
@@ -180,12 +185,15 @@ def test_help_lists_both_commands():
         assert flag in result.stdout
 
 
-def test_shipped_stacks_are_valid_and_do_not_clash():
-    from fleet.stacks import DEFAULT_STACKS_DIR, check_conflicts, file_target, list_stacks, read_stack, stack_config
+def test_shipped_stacks_are_valid_and_do_not_overlap():
+    from fleet.inventory import parse_inventory
+    from fleet.stacks import (DEFAULT_STACKS_DIR, check_overlaps, config_target, list_stacks, other_targets, read_stack,
+                              stack_config)
     assert {"dev", "prod", "demo"} <= set(list_stacks(DEFAULT_STACKS_DIR))
     configs = {name: stack_config(read_stack(DEFAULT_STACKS_DIR, name)) for name in ("dev", "prod", "demo")}
-    for name in configs:
-        check_conflicts(DEFAULT_STACKS_DIR, name, file_target(read_stack(DEFAULT_STACKS_DIR, name)))
+    for name, config in configs.items():
+        group = parse_inventory({"group": {"id": None, "full_path": config.gitlab.group}, "projects": []})
+        check_overlaps(config_target(name, config), other_targets(DEFAULT_STACKS_DIR, name), group, [])
     assert configs["dev"].account_id != configs["prod"].account_id
     assert configs["dev"].refs != configs["prod"].refs
     assert configs["dev"].variables.environment_scope != configs["prod"].variables.environment_scope
@@ -195,3 +203,59 @@ def test_sample_inventory_is_what_fleet_inventory_saves(tmp_path):
     from tests.sample_group import write_sample
     write_sample(str(tmp_path / "sample.json"))
     assert json.loads((tmp_path / "sample.json").read_text()) == json.loads((ROOT / "samples/shop.inventory.json").read_text())
+
+
+def test_values_print_literally_in_the_table(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop",
+                                     "exclude": ["[red]shop/none[/]", "[/]", "shop/sandbox/**"]})
+    inventory = str(ROOT / "samples/shop.inventory.json")
+    assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", inventory]) == 0
+    out = capsys.readouterr().out
+    assert "fleet:gitlab.exclude '[red]shop/none[/]' matches no project of shop" in " ".join(out.split())
+    assert "fleet:gitlab.exclude '[/]' matches no project" in " ".join(out.split())
+
+
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
+def test_plan_of_a_group_that_changes_while_listed_misses_no_live_project(tmp_path, capsys, token, threshold):
+    groups = [make_group(1, "big")]
+    projects = [make_project(1000 + i, f"big/p{i}", groups) for i in range(260)]
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "big"})
+    with GitLabDouble(groups=groups, projects=projects, totals_threshold=threshold) as double:
+        double.on_listing = lambda n: n == 2 and double.projects.pop(5)  # a project of page 1 is deleted
+        assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--api-url", double.url, "--format", "json"]) == 0
+        live = {p["id"] for p in double.projects}
+    plan = json.loads(capsys.readouterr().out)
+    assert live <= {p["id"] for p in plan["projects"]}
+
+
+def test_plan_with_deployed_names_renames_no_bystander_when_a_keeper_is_gone(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    sample = json.loads((ROOT / "samples/shop.inventory.json").read_text())
+    sample["projects"] = [p for p in sample["projects"] if p["id"] != 104]  # shop/api_gateway, the keeper, is deleted
+    (tmp_path / "inv.json").write_text(json.dumps(sample))
+    (tmp_path / "outputs.json").write_text(json.dumps({"roles": {}, "roleNames": {
+        "104": "gitlab-shop-api-gateway", "105": "gitlab-shop-api-gateway_105"}}))
+    args = ["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "inv.json"), "--format", "json"]
+    assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 0
+    names = {p["id"]: p["role_name"] for p in json.loads(capsys.readouterr().out)["projects"]}
+    assert names[105] == "gitlab-shop-api-gateway_105"
+    (tmp_path / "outputs.json").write_text(json.dumps({"roles": {}}))
+    assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 1
+    assert "has no roleNames output" in capsys.readouterr().err
+
+
+def test_timeout_and_retries_flags_override_the_stack_and_name_the_flag(shop, tmp_path, capsys, token):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop", "timeout": 30})
+    from tests.gitlab_double import Fault
+    shop.faults.append(Fault(count=100, delay=0.5))
+    assert main(["inventory", "--stack", "t", "--stacks-dir", str(stacks), "--api-url", shop.url,
+                 "--timeout", "0.1", "--max-retries", "0"]) == 1
+    assert "did not answer within 0.1 s while listing the projects of 'shop'" in capsys.readouterr().err
+    result = run_cli("plan", "--stack", "t", "--stacks-dir", str(stacks), "--timeout", "0")
+    assert result.returncode == 2 and "argument --timeout: 0 is not allowed; expected more than 0" in result.stderr
+    result = run_cli("plan", "--stack", "t", "--stacks-dir", str(stacks), "--max-retries", "٣")
+    assert result.returncode == 2 and "argument --max-retries: '٣' is not allowed" in result.stderr

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import socket
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleet.config import GitLabConfig
-from fleet.discovery import fetch_inventory
+from fleet.discovery import fetch_inventory, resolve_token
 from fleet.errors import DiscoveryError
 from tests.gitlab_double import Fault, GitLabDouble, make_group, make_project
+
+TOKEN = "glpat-test"
 
 
 def cfg(double: GitLabDouble, **kw) -> GitLabConfig:
@@ -26,90 +32,197 @@ def project_requests(double):
 
 
 def test_lists_subgroups_without_shared_in_projects(shop):
-    inventory = fetch_inventory(cfg(shop), None, progress=None)
+    inventory = fetch_inventory(cfg(shop), TOKEN, progress=None)
     assert inventory.group.full_path == "shop" and inventory.group.id == 10
     assert "shop/platform/tools/ci-images" in paths(inventory)
     assert "shop-legacy/cart" not in paths(inventory) and "shopping/cart" not in paths(inventory)
     assert len(inventory.projects) == 34
     [query] = project_requests(shop)
     assert query["with_shared"] == "False" and query["include_subgroups"] == "True" and query["per_page"] == "100"
+    assert query["order_by"] == "id" and query["sort"] == "asc" and "id_after" not in query
 
 
 def test_include_shared_asks_for_shared_projects(shop):
-    inventory = fetch_inventory(cfg(shop, include_shared=True), None, progress=None)
+    inventory = fetch_inventory(cfg(shop, include_shared=True), TOKEN, progress=None)
     assert {"shop-legacy/cart", "shopping/cart"} <= paths(inventory)
 
 
 def test_without_subgroups_only_direct_projects(shop):
-    inventory = fetch_inventory(cfg(shop, include_subgroups=False), None, progress=None)
+    inventory = fetch_inventory(cfg(shop, include_subgroups=False), TOKEN, progress=None)
     assert all(p.path.count("/") == 1 for p in inventory.projects)
 
 
 def test_group_by_numeric_id(shop):
-    assert fetch_inventory(cfg(shop, group="10"), None, progress=None).group.full_path == "shop"
+    assert fetch_inventory(cfg(shop, group="10"), TOKEN, progress=None).group.full_path == "shop"
 
 
-def big_group(n: int) -> GitLabDouble:
+def big_group(n: int, **kw) -> GitLabDouble:
     groups = [make_group(1, "big"), make_group(2, "big/sub", 1)]
     projects = [make_project(1000 + i, f"big/{'sub/' if i % 3 else ''}p{i}", groups) for i in range(n)]
-    return GitLabDouble(groups=groups, projects=projects)
+    return GitLabDouble(groups=groups, projects=projects, **kw)
 
 
-def test_follows_pagination_across_pages():
+def test_each_request_continues_after_the_last_id_received():
     with big_group(250) as double:
         messages: list[str] = []
-        inventory = fetch_inventory(cfg(double, group="big"), None, progress=messages.append)
+        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=messages.append)
         assert len(inventory.projects) == 250
-        assert [q.get("page", "1") for q in project_requests(double)] == ["1", "2", "3"]
+        queries = project_requests(double)
+        assert [q.get("id_after") for q in queries] == [None, "1099", "1199"]
+        assert all(q["page"] == "1" for q in queries)
         assert messages[0].startswith("listing projects of GitLab group 'big' at http://127.0.0.1")
-        assert messages[1] == "discovered 100 of 250 projects of big"
+        assert "timeout 20 s per attempt, up to 4 retries (2 when the server cannot be reached), at most 340 s per request" in messages[0]
+        assert messages[1] == "discovered 100 projects of big so far"
         assert messages[-1] == "discovered 250 projects of big"
 
 
-def test_pagination_without_totals_beyond_ten_thousand_records():
-    with big_group(230) as double:
-        double.omit_totals = True
-        assert len(fetch_inventory(cfg(double, group="big"), None, progress=None).projects) == 230
+def test_listing_without_totals_beyond_the_threshold():
+    with big_group(230, totals_threshold=100) as double:
+        assert len(fetch_inventory(cfg(double, group="big"), TOKEN, progress=None).projects) == 230
+
+
+def live_ids(double: GitLabDouble) -> set[int]:
+    return {p["id"] for p in double.projects}
+
+
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
+def test_a_deletion_while_listing_never_loses_a_live_project(threshold):
+    """Offset pages shift when an earlier project is deleted: the project at the page boundary would be skipped."""
+    with big_group(350, totals_threshold=threshold) as double:
+        def delete_early_projects(request: int) -> None:
+            if request == 2:
+                del double.projects[0:3]  # three projects of the first page go away
+        double.on_listing = delete_early_projects
+        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        listed = {p.id for p in inventory.projects}
+        assert live_ids(double) <= listed, sorted(live_ids(double) - listed)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 319), st.sampled_from(["delete", "create", "archive"])),
+                max_size=8))
+def test_changes_while_listing_never_lose_a_project_that_lived_throughout(changes):
+    with big_group(320, totals_threshold=150) as double:
+        touched: set[int] = set()
+
+        def change(request: int) -> None:
+            for when, index, what in changes:
+                if when != request or not double.projects:
+                    continue
+                project = double.projects[index % len(double.projects)]
+                touched.add(project["id"])
+                if what == "delete":
+                    double.projects.remove(project)
+                elif what == "create":
+                    new_id = max(p["id"] for p in double.projects) + 1
+                    double.projects.append(make_project(new_id, f"big/new{new_id}", double.groups))
+                    touched.add(new_id)
+                else:
+                    project["archived"] = True
+        double.on_listing = change
+        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        listed = {p.id for p in inventory.projects}
+        assert (live_ids(double) - touched) <= listed
+        assert len(listed) == len(inventory.projects)  # no duplicates
+
+
+def test_a_rename_into_another_projects_old_path_while_listing_is_refused():
+    with big_group(150) as double:
+        first = next(p for p in double.projects if p["id"] == 1000)
+        late = next(p for p in double.projects if p["id"] == 1140)
+        old_path = first["path_with_namespace"]
+
+        def rename(request: int) -> None:
+            if request == 2:  # 1000 was read as big/p0; it moves away and 1140 takes its path
+                first["path_with_namespace"] = "big/p0-renamed"
+                late["path_with_namespace"] = old_path
+        double.on_listing = rename
+        with pytest.raises(DiscoveryError, match=r"changed while it was read: big/p0: projects 1000, 1140 .*run again"):
+            fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+
+
+def test_a_server_that_ignores_id_after_is_refused():
+    with big_group(150, honours_id_after=False) as double:
+        with pytest.raises(DiscoveryError, match=r"ignores id_after .* cannot be shown complete"):
+            fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+
+
+def test_no_request_without_a_token(shop):
+    with pytest.raises(DiscoveryError, match="no GitLab token: set GITLAB_TOKEN"):
+        fetch_inventory(cfg(shop), resolve_token(None), progress=None)
+    with pytest.raises(DiscoveryError, match="no GitLab token"):
+        fetch_inventory(cfg(shop), "", progress=None)
+    assert shop.requests == []
+
+
+def test_token_resolution():
+    assert resolve_token("a") == "a" and resolve_token(None, "s", secret_offered=True) == "s"
+    assert resolve_token("same", "same") == "same"
+    with pytest.raises(DiscoveryError, match="GITLAB_TOKEN and the stack secret gitlab:token are both set and differ"):
+        resolve_token("a", "b")
+    with pytest.raises(DiscoveryError, match="set GITLAB_TOKEN or the stack secret gitlab:token"):
+        resolve_token("", None, secret_offered=True)
+    with pytest.raises(DiscoveryError, match="contains spaces, line breaks"):
+        resolve_token("glpat-x\n")
 
 
 @pytest.mark.parametrize("fault", [
     Fault(count=2, status=503), Fault(count=1, status=500), Fault(count=2, status=429),
     Fault(count=1, status=429, retry_after="0"), Fault(count=1, status=502, path_contains="/groups/"),
 ])
-def test_transient_failures_are_retried(shop, fault):
+def test_transient_failures_are_retried_and_each_retry_is_logged(shop, fault, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
     shop.faults.append(fault)
-    assert len(fetch_inventory(cfg(shop), None, progress=None).projects) == 34
+    messages: list[str] = []
+    count = fault.count
+    assert len(fetch_inventory(cfg(shop), TOKEN, progress=messages.append).projects) == 34
     assert fault.count == 0
+    retries = [m for m in messages if "; retry " in m]
+    assert len(retries) == len(waits) == count
+    assert all(re.search(rf"HTTP {fault.status}.*; retry \d of 4 in \d+\.\d s", m) for m in retries), retries
 
 
 def test_retry_after_is_honoured(shop):
     shop.faults.append(Fault(count=1, status=429, retry_after="1"))
     start = time.monotonic()
-    fetch_inventory(cfg(shop), None, progress=None)
+    fetch_inventory(cfg(shop), TOKEN, progress=None)
     assert time.monotonic() - start >= 1.0
+
+
+def test_a_retry_after_longer_than_the_longest_wait_fails_at_once(shop, monkeypatch):
+    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail("must not wait"))
+    shop.faults.append(Fault(count=1, status=429, retry_after="3600"))
+    with pytest.raises(DiscoveryError, match=r"kept rate-limiting .*asked to wait 3600 s, longer than the 60 s"):
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
 
 
 def test_timeouts_are_retried(shop):
     shop.faults.append(Fault(count=1, delay=1.0))
-    inventory = fetch_inventory(cfg(shop), None, timeout=0.3, progress=None)
+    inventory = fetch_inventory(cfg(shop, timeout=0.3), TOKEN, progress=None)
     assert len(inventory.projects) == 34
 
 
+def test_a_slow_server_fails_within_the_announced_budget(shop):
+    shop.faults.append(Fault(count=100, delay=1.0))
+    messages: list[str] = []
+    start = time.monotonic()
+    with pytest.raises(DiscoveryError, match=r"did not answer within 0.2 s while listing .* after 2 retries.*fleet:gitlab.timeout"):
+        fetch_inventory(cfg(shop, timeout=0.2, max_retries=2), TOKEN, progress=messages.append)
+    elapsed = time.monotonic() - start
+    budget = float(re.search(r"at most (\d+) s per request", messages[0]).group(1))
+    assert elapsed <= budget
+    assert [m for m in messages if "retry" in m] == [
+        f"GitLab GET /groups/shop/projects: no answer within 0.2 s; retry {n} of 2 in {w:.1f} s"
+        for n, w in ((1, 1.0), (2, 2.0))]
+
+
 def test_persistent_failure_stops_with_a_clear_error(shop, monkeypatch):
-    monkeypatch.setattr(time, "sleep", lambda s: None)  # python-gitlab's backoff; keeps the test short
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     shop.faults.append(Fault(count=1000, status=503))
-    with pytest.raises(DiscoveryError, match=r"failed while listing 'shop' \(HTTP 503\).*nothing was planned"):
-        fetch_inventory(cfg(shop), None, progress=None)
-
-
-def test_listing_that_changes_while_read_is_refused():
-    with big_group(150) as double:
-        def delete_one(page: int) -> None:
-            if page == 2 and len(double.projects) == 150:
-                del double.projects[0]
-        double.on_page = delete_one
-        with pytest.raises(DiscoveryError, match="changed while it was read"):
-            fetch_inventory(cfg(double, group="big"), None, progress=None)
+    with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'shop' \(HTTP 503\) after 4 retries; nothing was planned"):
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
+    assert len(project_requests(shop)) == 5
 
 
 def test_auth_errors_are_one_clear_sentence(shop):
@@ -124,21 +237,43 @@ def test_auth_errors_are_one_clear_sentence(shop):
     assert len(fetch_inventory(cfg(shop), "good", progress=None).projects) == 34
 
 
-def test_unreachable_gitlab(monkeypatch):
-    monkeypatch.setattr(time, "sleep", lambda s: None)
+def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
     double = GitLabDouble().start()
     url = double.url
     double.stop()
+    messages: list[str] = []
     config = GitLabConfig(url="https://gitlab.example.com", api_url=url, group="shop")
-    with pytest.raises(DiscoveryError, match="Could not reach GitLab"):
-        fetch_inventory(config, None, timeout=1, progress=None)
+    with pytest.raises(DiscoveryError, match=r"Could not reach GitLab at .*connection refused, 2 retries spent"):
+        fetch_inventory(config, TOKEN, progress=messages.append)
+    assert waits == [1.0, 2.0]
+    assert [m for m in messages if "retry" in m] == [
+        "GitLab GET /groups/shop/projects: connection refused; retry 1 of 2 in 1.0 s",
+        "GitLab GET /groups/shop/projects: connection refused; retry 2 of 2 in 2.0 s"]
+
+
+def test_dns_failure_fails_fast_and_says_so(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    real = socket.getaddrinfo
+
+    def no_such_host(host, *args, **kwargs):
+        if host == "gitlab.invalid":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
+    config = GitLabConfig(url="https://gitlab.invalid", api_url="https://gitlab.invalid", group="shop")
+    with pytest.raises(DiscoveryError, match=r"Could not reach GitLab .*cannot be resolved \(DNS\)"):
+        fetch_inventory(config, TOKEN, progress=None)
+    assert len(waits) == 2
 
 
 def test_an_api_serving_only_the_listing_still_identifies_a_group_given_by_path(shop):
     shop.serve_group = False
     messages: list[str] = []
-    inventory = fetch_inventory(cfg(shop), None, progress=messages.append)
+    inventory = fetch_inventory(cfg(shop), TOKEN, progress=messages.append)
     assert inventory.group.full_path == "shop" and inventory.group.id is None and len(inventory.projects) == 34
     assert any("identifying the group by its configured path 'shop'" in m for m in messages)
     with pytest.raises(DiscoveryError, match=r"group '10' was not found"):
-        fetch_inventory(cfg(shop, group="10"), None, progress=None)  # an id alone says nothing of the path
+        fetch_inventory(cfg(shop, group="10"), TOKEN, progress=None)  # an id alone says nothing of the path

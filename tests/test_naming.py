@@ -75,3 +75,75 @@ def test_names_do_not_depend_on_listing_order(projects, rnd):
     shuffled = list(projects)
     rnd.shuffle(shuffled)
     assert assign_role_names(projects) == assign_role_names(shuffled)
+
+
+# --- names already deployed win: a project's name changes only when its own path does ------------
+
+def test_deployed_names_stay_with_their_projects():
+    # 3 took the plain name first (e.g. 1 was transferred in later with a lower id): it keeps it
+    names = assign_role_names([(1, "shop/a_b"), (3, "shop/a-b")], deployed={3: "gitlab-shop-a-b"})
+    assert names == {1: "gitlab-shop-a-b_1", 3: "gitlab-shop-a-b"}
+
+
+def test_a_gone_keepers_name_renames_nobody_and_is_not_reused_in_the_same_run():
+    deployed = {1: "gitlab-shop-a-b", 2: "gitlab-shop-a-b_2"}
+    # 1 is deleted; 2 keeps its suffixed name, and a new 5 with the same plain name does not take 1's
+    # name while 1's role still exists (it is deleted only after new roles are created)
+    names = assign_role_names([(2, "shop/a-b"), (5, "shop/A-B")], deployed=deployed)
+    assert names == {2: "gitlab-shop-a-b_2", 5: "gitlab-shop-a-b_5"}
+
+
+def test_a_renamed_project_gets_a_name_of_its_new_path():
+    names = assign_role_names([(1, "shop/new-name")], deployed={1: "gitlab-shop-old-name"})
+    assert names == {1: "gitlab-shop-new-name"}
+
+
+def test_inconsistent_deployed_names_are_refused():
+    import pytest
+    with pytest.raises(ValueError, match="recorded for projects 1 and 2"):
+        assign_role_names([(1, "shop/a")], deployed={1: "gitlab-shop-a", 2: "GITLAB-shop-a"})
+
+
+small_paths = st.lists(st.sampled_from(["a", "A", "a-b", "a_b", "a.b", "b", "x" * 60 + "1", "x" * 60 + "2"]),
+                       min_size=2, max_size=3).map(lambda segs: "g/" + "/".join(segs))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.integers(1, 60), small_paths, min_size=1, max_size=12),
+       st.data())
+def test_no_bystander_is_renamed_when_another_project_changes(listed, data):
+    """Any change to another project (added, removed, archived/excluded, renamed) keeps every other project's name.
+
+    `planned` is the part of the listing that gets roles (archived and excluded projects are listed, not planned);
+    the next run starts from the names the previous run deployed.
+    """
+    planned = data.draw(st.sets(st.sampled_from(sorted(listed))), label="planned")
+    before = assign_role_names(listed.items())
+    deployed = {pid: before[pid] for pid in planned}
+    changed = data.draw(st.sampled_from(sorted(listed)), label="changed")
+    action = data.draw(st.sampled_from(["remove", "unplan", "plan", "rename", "add-lower", "add-higher"]), label="action")
+    after_listed, after_planned = dict(listed), set(planned)
+    if action == "remove":
+        del after_listed[changed]
+        after_planned.discard(changed)
+    elif action == "unplan":
+        after_planned.discard(changed)
+    elif action == "plan":
+        after_planned.add(changed)
+    elif action == "rename":
+        after_listed[changed] = data.draw(small_paths, label="new path")
+    else:
+        new_id = (min(listed) - 1) if action == "add-lower" else max(listed) + 1
+        if new_id < 1:
+            return
+        after_listed[new_id] = data.draw(small_paths, label="new project's path")
+        after_planned.add(new_id)
+    after = assign_role_names(after_listed.items(), deployed)
+    for pid in planned & after_planned:
+        if pid != changed:
+            assert after[pid] == before[pid], (pid, action, changed)
+    # every name valid and unique, and none taken from a role still deployed to another project
+    assert len({n.casefold() for n in after.values()}) == len(after)
+    holders = {name.casefold(): pid for pid, name in deployed.items()}
+    assert all(holders.get(name.casefold(), pid) == pid for pid, name in after.items())
+    assert all(IAM_ROLE_NAME.match(n) for n in after.values())

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fleet.errors import PlanError
+from fleet.globs import path_glob
 from fleet.inventory import parse_inventory
-from fleet.plan import build_plan, glob_regex
+from fleet.planner import build_plan
 from tests.gitlab_double import make_group, make_project
 from tests.helpers import make_config
 
@@ -48,9 +49,13 @@ def test_archived_kept_when_asked_pending_deletion_never():
 
 
 def test_exclude_globs_and_a_warning_for_a_glob_that_matches_nothing():
-    assert glob_regex("shop/*/x").fullmatch("shop/team/x") and not glob_regex("shop/*/x").fullmatch("shop/a/b/x")
-    assert glob_regex("shop/**").fullmatch("shop/a/b/c") and glob_regex("Shop/Sandbox/**").fullmatch("shop/sandbox/a")
-    assert not glob_regex("shop/sandbox/**").fullmatch("shop/sandbox-2/a")
+    assert path_glob("shop/*/x").fullmatch("shop/team/x") and not path_glob("shop/*/x").fullmatch("shop/a/b/x")
+    assert path_glob("shop/**").fullmatch("shop/a/b/c") and path_glob("Shop/Sandbox/**").fullmatch("shop/sandbox/a")
+    assert not path_glob("shop/sandbox/**").fullmatch("shop/sandbox-2/a")
+    assert path_glob("shop/**/secret").fullmatch("shop/secret")  # **/ also matches no segment
+    assert path_glob("shop/**/secret").fullmatch("shop/a/b/secret")
+    assert not path_glob("shop/**/secret").fullmatch("shop/topsecret")
+    assert path_glob("**/secret").fullmatch("shop/secret") and not path_glob("shop/*/x").fullmatch("shop/x")
     inv = listing(p(1, "shop/sandbox/a"), p(2, "shop/team/b"), p(3, "shop/sandboxed"))
     plan = build_plan(make_config(gitlab={"exclude": ["shop/sandbox/**", "shop/nothing-*"]}), inv, "s")
     assert reasons(plan) == {"shop/sandbox/a": "excluded"}
@@ -76,6 +81,44 @@ def test_listing_of_another_group_is_refused():
         build_plan(make_config(gitlab={"group": "acme"}), listing(p(1, "shop/a")), "s")
     with pytest.raises(PlanError, match=r"\(id 1\), but fleet:gitlab.group is 9"):
         build_plan(make_config(gitlab={"group": 9}), listing(p(1, "shop/a")), "s")
+
+
+def test_a_numeric_group_against_a_listing_without_the_groups_id_is_refused():
+    inv = parse_inventory({"group": {"id": None, "full_path": "shop"}, "projects": [p(1, "shop/a")]})
+    with pytest.raises(PlanError, match="fleet:gitlab.group is the id 1, but the listing of shop does not say the group's id"):
+        build_plan(make_config(gitlab={"group": 1}), inv, "s")
+    assert build_plan(make_config(gitlab={"group": "shop"}), inv, "s").projects
+
+
+def test_a_project_shared_only_into_a_subgroup_is_out_of_scope_without_subgroups():
+    inv = listing(p(1, "shop/a"), p(2, "other/x", shared_with=[GROUPS[1]]), p(3, "other/y", shared_with=[GROUPS[0]]))
+    plan = build_plan(make_config(gitlab={"includeShared": True, "includeSubgroups": False}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/a", "other/y"]
+    assert reasons(plan) == {"other/x": "outside-group"}
+    plan = build_plan(make_config(gitlab={"includeShared": True}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/a", "other/x", "other/y"]
+
+
+@pytest.mark.parametrize("change", ["archived", "excluded", "pending-deletion", "empty-repository"])
+def test_a_skipped_keeper_renames_nobody(change):
+    """The plain name is decided over every listed project, so skipping its holder leaves the other name alone."""
+    keeper = {"archived": dict(archived=True), "pending-deletion": dict(pending_deletion=True),
+              "empty-repository": dict(default_branch=None), "excluded": {}}[change]
+    config = make_config(gitlab={"exclude": ["shop/a_b"]} if change == "excluded" else {},
+                         trust={"refs": ["branch:{default_branch}"]})
+    before = build_plan(make_config(trust={"refs": ["branch:{default_branch}"]}), listing(p(1, "shop/a_b"), p(2, "shop/a-b")), "s")
+    after = build_plan(config, listing(p(1, "shop/a_b", **keeper), p(2, "shop/a-b")), "s")
+    assert [x.role_name for x in before.projects] == ["gitlab-shop-a-b", "gitlab-shop-a-b_2"]
+    assert [(x.id, x.role_name) for x in after.projects] == [(2, "gitlab-shop-a-b_2")]
+
+
+def test_a_gone_keeper_renames_nobody_when_the_deployed_names_are_known():
+    before = build_plan(make_config(), listing(p(1, "shop/a_b"), p(2, "shop/a-b")), "s")
+    deployed = {x.id: x.role_name for x in before.projects}
+    after = build_plan(make_config(), listing(p(2, "shop/a-b"), p(3, "shop/a.b")), "s", deployed)
+    assert {x.id: x.role_name for x in after.projects} == {2: "gitlab-shop-a-b_2", 3: "gitlab-shop-a-b_3"}
+    with pytest.raises(PlanError, match="deployed role names cannot be used"):
+        build_plan(make_config(), listing(p(2, "shop/a-b")), "s", {1: "gitlab-x", 2: "GITLAB-X"})
 
 
 def test_warnings_for_suffixed_names_and_role_path():

@@ -16,7 +16,7 @@ from moto import mock_aws
 from fleet import program
 from fleet.cli import main as cli_main
 from tests.iam_eval import token_allowed
-from tests.pulumi_mocks import FleetMocks
+from tests.pulumi_mocks import FleetMocks, all_roles
 
 ACCOUNT = "111111111111"
 ROLE = "aws:iam/role:Role"
@@ -38,37 +38,54 @@ def stack_config(double, **sections: Any) -> dict[str, Any]:
     return config
 
 
+def created_nothing(mocks: FleetMocks) -> bool:
+    """No resource but the read of the stack's own previous outputs (a read creates nothing)."""
+    return [r.typ for r in mocks.resources if r.typ != "pulumi:pulumi:StackReference"] == []
+
+
+def iam_client():
+    return boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
+
+
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
         existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None,
-        write_stack_file: bool = True) -> tuple[FleetMocks, dict[str, Any]]:
-    """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs."""
+        write_stack_file: bool = True, previous_outputs: dict[str, Any] | None = None,
+        iam: Any = None) -> tuple[FleetMocks, dict[str, Any]]:
+    """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs.
+
+    IAM is a fresh moto account unless `iam` (a client inside the caller's own mock_aws) is given, so that
+    several stacks can run against one account.
+    """
     stacks_dir = tmp_path / "stacks"
     stacks_dir.mkdir(exist_ok=True)
     if write_stack_file:
         (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
-    with mock_aws():
-        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        if existing_provider:
-            iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
-        mocks = FleetMocks(iam=iam, account_id=caller)
-        if created is not None:
-            created.append(mocks)
-        pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False)
-        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
-        outputs: dict[str, Any] = {}
+    if iam is None:
+        with mock_aws():
+            return run(tmp_path, config, stack=stack, caller=caller, existing_provider=existing_provider,
+                       created=created, write_stack_file=False, previous_outputs=previous_outputs, iam=iam_client())
+    if existing_provider:
+        iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
+    mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {})
+    if created is not None:
+        created.append(mocks)
+    pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False,
+                             organization="organization")
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    outputs: dict[str, Any] = {}
 
-        @pulumi.runtime.test
-        def go():
-            result = program.main(stacks_dir)
-            return pulumi.Output.all(**result).apply(outputs.update)
+    @pulumi.runtime.test
+    def go():
+        result = program.main(stacks_dir)
+        return pulumi.Output.all(**result).apply(outputs.update)
 
-        go()
-        mocks.roles = {r["RoleName"]: r for r in iam.list_roles()["Roles"]}  # type: ignore[attr-defined]
+    go()
+    mocks.roles = {r["RoleName"]: r for r in all_roles(iam)}  # type: ignore[attr-defined]
     return mocks, outputs
 
 
 @pytest.fixture
-def moto_account(monkeypatch):
+def moto_account(monkeypatch, token):
     monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
 
 
@@ -112,14 +129,48 @@ def test_declares_provider_roles_and_variables_for_a_realistic_group(shop, tmp_p
 
 
 def test_program_and_offline_plan_declare_the_same(shop, tmp_path, moto_account, capsys):
-    config = stack_config(shop)
-    mocks, _ = run(tmp_path, config)
+    config = stack_config(shop, role={"path": "/ci/", "maxSessionDuration": 7200,
+                                      "permissionsBoundary": f"arn:aws:iam::{ACCOUNT}:policy/ci-boundary"})
+    mocks, outputs = run(tmp_path, config)
     assert cli_main(["plan", "--stack", "prod", "--stacks-dir", str(tmp_path / "stacks"), "--format", "json"]) == 0
     plan = json.loads(capsys.readouterr().out)
-    declared = {r.inputs["name"]: json.loads(r.inputs["assumeRolePolicy"]) for r in mocks.by_type(ROLE)}
-    assert declared == {p["role_name"]: p["trust_policy"] for p in plan["projects"]}
-    variables = {(v.inputs["project"], v.inputs["key"]): v.inputs["value"] for v in mocks.by_type(VARIABLE)}
-    assert variables == {(str(p["id"]), v["key"]): v["value"] for p in plan["projects"] for v in p["variables"]}
+    declared = {r.inputs["name"]: r.inputs for r in mocks.by_type(ROLE)}
+    assert set(declared) == {p["role_name"] for p in plan["projects"]}
+    for p in plan["projects"]:
+        role = declared[p["role_name"]]
+        assert json.loads(role["assumeRolePolicy"]) == p["trust_policy"]
+        assert role["description"] == p["description"] and role["tags"] == p["tags"]
+        assert (role["path"], role["maxSessionDuration"], role["permissionsBoundary"]) == (
+            "/ci/", 7200, f"arn:aws:iam::{ACCOUNT}:policy/ci-boundary")
+        assert p["role_arn"] == f"arn:aws:iam::{ACCOUNT}:role/ci/{p['role_name']}" == outputs["roles"][p["path"]]
+    policies = {(r.inputs["role"], r.inputs["name"]): json.loads(r.inputs["policy"])
+                for r in mocks.by_type("aws:iam/rolePolicy:RolePolicy")}
+    assert policies == {(p["role_name"], x["name"]): x["document"] for p in plan["projects"] for x in p["policies"]}
+    fields = ("value", "environmentScope", "protected", "masked", "description")
+    variables = {(v.inputs["project"], v.inputs["key"]): tuple(v.inputs[f] for f in fields) for v in mocks.by_type(VARIABLE)}
+    assert variables == {(str(p["id"]), v["key"]): (v["value"], v["environment_scope"], v["protected"], v["masked"],
+                                                    v["description"]) for p in plan["projects"] for v in p["variables"]}
+    assert outputs["roleNames"] == {str(p["id"]): p["role_name"] for p in plan["projects"]}
+
+
+def test_plan_and_up_read_one_stack_file_alike(tmp_path, moto_account):
+    """`plan` reads the YAML file, `pulumi up` gets Pulumi's strings: both go through one decoder."""
+    from fleet.stacks import read_stack, stack_config as file_config
+    stacks = tmp_path / "stacks"
+    stacks.mkdir()
+    (stacks / "Pulumi.s.yaml").write_text(
+        'config:\n  aws:region: eu-west-1\n  fleet:accountId: 111111111111\n  fleet:gitlab:\n'
+        '    url: HTTPS://GitLab.Example.com/\n    group: shop\n    timeout: 12.5\n    exclude: ["shop/x/**"]\n'
+        '  fleet:role:\n    maxSessionDuration: 7200.0\n  fleet:variables:\n    protected: true\n'
+        '    environmentScope: "production"\n')
+    stack = read_stack(stacks, "s")
+    mocks = FleetMocks(iam=None, account_id=ACCOUNT)
+    pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack="s", preview=False)
+    pulumi.runtime.set_all_config(dict(stack.config))
+    seen = []
+    pulumi.runtime.test(lambda: seen.append(program.config_from_pulumi()) or pulumi.Output.from_input(1))()
+    assert seen == [file_config(stack)]
+    assert seen[0].gitlab.url == "https://gitlab.example.com" and seen[0].role.max_session_duration == 7200
 
 
 def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_account):
@@ -145,24 +196,24 @@ def test_adopted_provider_must_exist_and_accept_the_audience(shop, tmp_path, mot
     config = stack_config(shop, oidc={"providerArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com",
                                       "audience": "sts.amazonaws.com"})
     created: list[FleetMocks] = []
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(pulumi.RunError, match=message):
         run(tmp_path, config, existing_provider=existing, created=created)
-    assert created[0].resources == []
+    assert created_nothing(created[0])
 
 
 def test_wrong_account_credentials_create_nothing(shop, tmp_path, moto_account):
     created: list[FleetMocks] = []
-    with pytest.raises(Exception, match="AWS credentials are for account 999999999999"):
+    with pytest.raises(pulumi.RunError, match="AWS credentials are for account 999999999999"):
         run(tmp_path, stack_config(shop), caller="999999999999", created=created)
-    assert created[0].resources == []
+    assert created_nothing(created[0])
 
 
 def test_invalid_config_creates_nothing_and_names_the_key(shop, tmp_path, moto_account):
     config = stack_config(shop, trust={"refs": ["branch:main", "brnch:dev"]}, role={"maxSessionDuration": 60})
     created: list[FleetMocks] = []
-    with pytest.raises(Exception) as info:
+    with pytest.raises(pulumi.RunError) as info:
         run(tmp_path, config, created=created)
-    assert created[0].resources == []
+    assert created_nothing(created[0])
     assert "fleet:trust.refs[1]: 'brnch:dev'" in str(info.value)
     assert "fleet:role.maxSessionDuration: 60" in str(info.value)
 
@@ -170,7 +221,7 @@ def test_invalid_config_creates_nothing_and_names_the_key(shop, tmp_path, moto_a
 def test_misspelt_key_is_refused_like_the_offline_plan(shop, tmp_path, moto_account):
     config = stack_config(shop)
     config["fleet:acountId"] = ACCOUNT
-    with pytest.raises(Exception, match="fleet:acountId: '111111111111' is not allowed; unknown key"):
+    with pytest.raises(pulumi.RunError, match="fleet:acountId: '111111111111' is not allowed; unknown key"):
         run(tmp_path, config)
 
 
@@ -184,22 +235,23 @@ def test_clash_check_uses_the_running_config_not_a_file_of_its_own(shop, tmp_pat
     clashing = {**config, "fleet:variables": {"environmentScope": "production"}}
     (tmp_path / "stacks" / "Pulumi.other.yaml").write_text(yaml.safe_dump({"config": clashing}))
     created: list[FleetMocks] = []
-    with pytest.raises(Exception, match="stack prod and stack\\(s\\) other both target group shop"):
+    with pytest.raises(pulumi.RunError, match=r"stack other \(group shop and its subgroups\) overlaps group shop"):
         run(tmp_path, config, write_stack_file=False, created=created)
-    assert created[0].resources == []
+    assert created_nothing(created[0])
 
 
 def test_discovery_failure_creates_nothing(shop, tmp_path, moto_account):
     shop.tokens = {"secret"}
     created: list[FleetMocks] = []
-    with pytest.raises(Exception, match="rejected the token"):
+    with pytest.raises(pulumi.RunError, match="rejected the token"):
         run(tmp_path, stack_config(shop), created=created)
-    assert created[0].resources == []
+    assert created_nothing(created[0])
 
 
 def test_policy_seam_attaches_planned_policies(tmp_path, moto_account):
     from fleet.inventory import load_inventory
-    from fleet.plan import PolicyPlan, build_plan
+    from fleet.plan import PolicyPlan
+    from fleet.planner import build_plan
     from fleet.resources import declare
     from tests.helpers import make_config
 
@@ -217,3 +269,79 @@ def test_policy_seam_attaches_planned_policies(tmp_path, moto_account):
     assert stored == read.document
     [attached] = mocks.by_type("aws:iam/rolePolicy:RolePolicy")
     assert attached.name == "project-101-policy-read-artifacts"
+
+
+def test_listing_and_writing_variables_use_one_token(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.delenv("GITLAB_TOKEN")
+    shop.tokens = {"the-secret"}
+    config = {**stack_config(shop), "gitlab:token": "the-secret"}  # `pulumi config set --secret gitlab:token`
+    mocks, _ = run(tmp_path, config)
+    [provider] = mocks.by_type("pulumi:providers:gitlab")
+    secret = provider.inputs["token"]
+    assert secret["value"] == "the-secret" and secret[pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
+    assert provider.inputs["baseUrl"] == f"{shop.url}/api/v4/"
+    monkeypatch.setenv("GITLAB_TOKEN", "another")
+    requests_before = len(shop.requests)
+    created: list[FleetMocks] = []
+    with pytest.raises(pulumi.RunError, match="GITLAB_TOKEN and the stack secret gitlab:token are both set and differ"):
+        run(tmp_path, config, created=created)
+    assert created_nothing(created[0]) and len(shop.requests) == requests_before
+
+
+def test_no_token_no_request(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.delenv("GITLAB_TOKEN")
+    created: list[FleetMocks] = []
+    with pytest.raises(pulumi.RunError, match="no GitLab token: set GITLAB_TOKEN or the stack secret gitlab:token"):
+        run(tmp_path, stack_config(shop), created=created)
+    assert created_nothing(created[0]) and shop.requests == []
+
+
+def test_names_already_deployed_win_over_the_rule(shop, tmp_path, moto_account):
+    # history: 105 (shop/api-gateway) got the plain name before 104 moved in; 101 is gone, its name reserved
+    previous = {"roleNames": {"105": "gitlab-shop-api-gateway", "104": "gitlab-shop-api-gateway_104",
+                              "107": "gitlab-shop-web-ui_107", "999": "gitlab-shop-web-ui"}}
+    _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous)
+    names = outputs["roleNames"]
+    assert names["105"] == "gitlab-shop-api-gateway" and names["104"] == "gitlab-shop-api-gateway_104"
+    assert names["107"] == "gitlab-shop-web-ui_107" and names["106"] == "gitlab-shop-web-ui_106"
+    assert names["101"] == "gitlab-shop-cart"  # everyone else: the helper's name
+
+
+def test_a_corrupt_role_names_output_is_refused(shop, tmp_path, moto_account):
+    created: list[FleetMocks] = []
+    with pytest.raises(pulumi.RunError, match=r"roleNames key 'x' is not a project id"):
+        run(tmp_path, stack_config(shop), previous_outputs={"roleNames": {"x": "gitlab-a"}}, created=created)
+    assert created_nothing(created[0])
+
+
+def shop_and_shop_web():
+    from tests.gitlab_double import GitLabDouble, make_group, make_project
+    from tests.sample_group import build_shop
+    groups, projects = build_shop()
+    groups.append(make_group(30, "shop-web"))
+    projects.append(make_project(300, "shop-web/ui", groups))
+    return GitLabDouble(groups=groups, projects=projects)
+
+
+def test_two_stacks_in_one_account_never_plan_one_role_name(tmp_path, moto_account):
+    """`shop/web-ui` (group shop) and `shop-web/ui` (group shop-web) both want gitlab-shop-web-ui."""
+    with shop_and_shop_web() as double, mock_aws():
+        iam = iam_client()
+        _, outputs = run(tmp_path, stack_config(double), stack="shop", iam=iam)
+        assert outputs["roleNames"]["106"] == "gitlab-shop-web-ui"
+        other = stack_config(double, gitlab={"url": "https://gitlab.example.com", "apiUrl": double.url, "group": "shop-web"})
+        created: list[FleetMocks] = []
+        with pytest.raises(pulumi.RunError, match=r"role names already taken in account 111111111111 .*"
+                                                  r"gitlab-shop-web-ui for shop-web/ui \(stack shop, project shop/web-ui\)"):
+            run(tmp_path, other, stack="shopweb", iam=iam, created=created)
+        assert created_nothing(created[0])
+
+
+def test_a_hand_made_role_of_a_planned_name_is_refused_before_anything_is_created(shop, tmp_path, moto_account):
+    with mock_aws():
+        iam = iam_client()
+        iam.create_role(RoleName="GitLab-Shop-Cart", AssumeRolePolicyDocument="{}")  # IAM compares names ignoring case
+        created: list[FleetMocks] = []
+        with pytest.raises(pulumi.RunError, match=r"gitlab-shop-cart for shop/cart \(not made by this program\)"):
+            run(tmp_path, stack_config(shop), iam=iam, created=created)
+        assert created_nothing(created[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -26,9 +27,10 @@ def policy_for(path, project_id=1, refs=("branch:main",), issuer="https://gitlab
 
 
 def allowed(policy, *, path, ref="main", ref_type="branch", project_id=1, issuer="https://gitlab.example.com",
-            aud="https://gitlab.example.com", account=ACCOUNT):
+            aud="https://gitlab.example.com", account=ACCOUNT, equals_reads_variables=True):
     return token_allowed(policy, account=account, issuer_host=condition_prefix(issuer), path=path,
-                         project_id=project_id, ref_type=ref_type, ref=ref, aud=aud)
+                         project_id=project_id, ref_type=ref_type, ref=ref, aud=aud,
+                         equals_reads_variables=equals_reads_variables)
 
 
 def look_alikes(path: str) -> list[str]:
@@ -77,12 +79,40 @@ def test_gitlab_com_pins_project_id_against_reclaimed_paths():
     assert not allowed(policy, path="shop/cart", project_id=43, issuer="https://gitlab.com", aud="https://gitlab.com")
 
 
-def test_default_branch_placeholder_and_policy_variable_escaping():
+def test_default_branch_placeholder():
     rules = (RefRule("branch", "{default_branch}"),)
     assert resolve_refs(rules, None) == []
-    policy = policy_for("shop/cart", refs=("branch:{default_branch}",), default_branch="${aws:username}")
-    assert "${$}{aws:username}" in str(policy)
-    assert allowed(policy, path="shop/cart", ref="${aws:username}")
+
+
+@pytest.mark.parametrize("equals_reads_variables", [True, False], ids=["iam-docs", "stringequals-literal"])
+@pytest.mark.parametrize("branch", ["${aws:username}", "rel-${x}-$y", "a$b${", "${$}"])
+def test_a_default_branch_holding_a_policy_variable_admits_exactly_its_own_tokens(branch, equals_reads_variables):
+    """IAM reads `${...}` in a condition value as a policy variable; the program escapes it as `${$}{` and puts the
+    value under StringLike, where IAM documents the escape, so it matches however StringEquals treats `${$}`."""
+    policy = policy_for("shop/cart", refs=("branch:{default_branch}", "branch:main"), default_branch=branch)
+    exact, like = policy["Statement"]
+    assert exact["Condition"]["StringEquals"]["gitlab.example.com:sub"] == ["project_path:shop/cart:ref_type:branch:ref:main"]
+    [value] = like["Condition"]["StringLike"]["gitlab.example.com:sub"]
+    assert value == "project_path:shop/cart:ref_type:branch:ref:" + branch.replace("$", "${$}")
+    mode = dict(equals_reads_variables=equals_reads_variables)
+    assert allowed(policy, path="shop/cart", ref=branch, **mode)
+    assert allowed(policy, path="shop/cart", ref="main", **mode)
+    for other in ("", "x", "ci", branch.replace("$", ""), branch + "x"):
+        assert not allowed(policy, path="shop/cart", ref=other, **mode), other
+    assert not allowed(policy, path="shop/cart", ref_type="tag", ref=branch, **mode)
+    assert not allowed(policy, path="shop/cart-v2", ref=branch, **mode)
+
+
+dollar_branches = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_${}/\-]{0,20}[A-Za-z0-9_}]", fullmatch=True).filter(
+    lambda b: "//" not in b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths, dollar_branches, st.booleans())
+def test_own_default_branch_always_passes_whatever_dollars_and_braces_it_holds(path, branch, equals_reads_variables):
+    policy = policy_for(path, refs=("branch:{default_branch}",), default_branch=branch)
+    assert allowed(policy, path=path, ref=branch, equals_reads_variables=equals_reads_variables)
+    assert not allowed(policy, path=path, ref=branch + "x", equals_reads_variables=equals_reads_variables)
 
 
 @settings(max_examples=300, deadline=None)

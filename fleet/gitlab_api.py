@@ -1,0 +1,190 @@
+"""GitLab's REST API as discovery uses it, behind one small interface with structured errors.
+
+python-gitlab makes each request (URL, authentication, error types). The retry policy is ours, so
+that every retry is logged with its cause and wait, connection failures fail fast, and the budget
+announced before the first request is an upper bound that holds, timeouts and waits included.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gitlab
+import gitlab.exceptions
+import requests
+from gitlab.utils import EncodedId
+
+from .errors import DiscoveryError
+
+Log = Callable[[str], None]
+
+# Statuses worth another try: rate limiting and the server-side failures GitLab and its proxies answer.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(520, 530)})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long one request may take: `timeout` per attempt, `max_retries` retries with waits between."""
+
+    timeout: float = 20.0  # seconds to connect, and between bytes of the answer
+    max_retries: int = 4  # after a timeout, 429 or 5xx
+    connect_retries: int = 2  # after a refused connection or a failed DNS lookup (at most max_retries)
+    first_wait: float = 1.0  # doubled after each retry
+    max_wait: float = 60.0  # the longest wait, also for a server's Retry-After
+
+    def wait(self, retry: int) -> float:
+        return float(min(self.first_wait * 2 ** retry, self.max_wait))
+
+    @property
+    def budget(self) -> float:
+        """The longest one request can take with its retries: every attempt times out, every wait is the longest."""
+        return (self.max_retries + 1) * self.timeout + self.max_retries * self.max_wait
+
+    def describe(self) -> str:
+        return (f"timeout {self.timeout:g} s per attempt, up to {self.max_retries} retries "
+                f"({min(self.connect_retries, self.max_retries)} when the server cannot be reached), "
+                f"at most {self.budget:.0f} s per request")
+
+
+class GitLabError(DiscoveryError):
+    """A request GitLab did not answer as asked. `kind` is one of the keywords below; `status` the HTTP status."""
+
+    KINDS = ("unauthorized", "forbidden", "not-found", "rate-limited", "server-error", "http-error",
+             "timeout", "unreachable", "tls", "bad-response")
+
+    def __init__(self, kind: str, message: str, *, path: str, status: int | None = None, retries: int = 0):
+        assert kind in self.KINDS, kind
+        super().__init__(message)
+        self.kind = kind
+        self.path = path
+        self.status = status
+        self.retries = retries
+
+
+class _RetryableStatus(Exception):
+    """Raised from the session's response hook so the retry loop sees the status and its headers."""
+
+    def __init__(self, response: requests.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _raise_retryable(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+    if response.status_code in RETRY_STATUSES:
+        _ = response.content  # read the body so the connection goes back to the pool
+        raise _RetryableStatus(response)
+    return response
+
+
+def _server_wait(headers: Any) -> float | None:
+    """Seconds the server asked us to wait (Retry-After in seconds or as a date, or RateLimit-Reset)."""
+    value = headers.get("Retry-After")
+    if value is not None:
+        value = value.strip()
+        if value.isascii() and value.isdigit():
+            return float(value)
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    reset = headers.get("RateLimit-Reset")
+    if reset is not None and reset.strip().isascii() and reset.strip().isdigit():
+        return max(0.0, float(reset) - time.time())
+    return None
+
+
+def _unreachable_cause(err: requests.exceptions.ConnectionError) -> str:
+    text = str(err)
+    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text \
+            or "getaddrinfo failed" in text or "Temporary failure in name resolution" in text:
+        return "the host name cannot be resolved (DNS)"
+    if "Connection refused" in text or "ConnectionRefusedError" in text:
+        return "connection refused"
+    return f"cannot connect ({type(err).__name__})"
+
+
+class GitLabAPI:
+    """The few GitLab endpoints discovery reads, each with the retry policy applied."""
+
+    def __init__(self, api_url: str, token: str, policy: RetryPolicy, log: Log | None = None):
+        self.api_url = api_url
+        self.policy = policy
+        self._log = log
+        self._gl = gitlab.Gitlab(api_url, private_token=token, timeout=policy.timeout, retry_transient_errors=False)
+        self._gl.session.hooks["response"].append(_raise_retryable)
+
+    def get(self, path: str, query: dict[str, Any] | None = None) -> tuple[Any, Mapping[str, str]]:
+        """GET `path` (below /api/v4): the decoded JSON and the headers, retrying as the policy allows."""
+        policy = self.policy
+        retries = 0
+        while True:
+            status: int | None = None
+            try:
+                response = self._gl.http_request("get", path, query_data=query or {}, obey_rate_limit=False,
+                                                 retry_transient_errors=False, max_retries=0)
+            except _RetryableStatus as err:
+                status = err.response.status_code
+                kind = "rate-limited" if status == 429 else "server-error"
+                cause = f"HTTP {status} {err.response.reason or ''}".rstrip()
+                limit = policy.max_retries
+                asked = _server_wait(err.response.headers)
+                wait = policy.wait(retries) if asked is None else asked
+                if asked is not None and asked > policy.max_wait:
+                    raise GitLabError(kind, f"GitLab answered {cause} to GET {path} and asked to wait {asked:.0f} s, "
+                                            f"longer than the {policy.max_wait:.0f} s this tool waits",
+                                      path=path, status=status, retries=retries) from None
+            except requests.exceptions.SSLError as err:
+                raise GitLabError("tls", f"TLS failed for GET {path}: {err}", path=path) from err
+            except requests.exceptions.Timeout:
+                kind, cause, limit, wait = "timeout", f"no answer within {policy.timeout:g} s", policy.max_retries, policy.wait(retries)
+            except requests.exceptions.ChunkedEncodingError:
+                kind, cause, limit, wait = "server-error", "the answer was cut off", policy.max_retries, policy.wait(retries)
+            except requests.exceptions.ConnectionError as err:
+                kind, cause = "unreachable", _unreachable_cause(err)
+                limit, wait = min(policy.connect_retries, policy.max_retries), policy.wait(retries)
+            except gitlab.exceptions.GitlabAuthenticationError as err:
+                raise GitLabError("unauthorized", f"GET {path}: 401 Unauthorized", path=path, status=401) from err
+            except gitlab.exceptions.GitlabHttpError as err:
+                status = err.response_code
+                kind = {403: "forbidden", 404: "not-found"}.get(status or 0, "http-error")
+                raise GitLabError(kind, f"GET {path}: HTTP {status} {err.error_message}", path=path, status=status) from err
+            except gitlab.exceptions.GitlabError as err:  # e.g. a redirect python-gitlab refuses to follow
+                raise GitLabError("http-error", f"GET {path}: {err}", path=path) from err
+            else:
+                try:
+                    return response.json(), response.headers
+                except ValueError as err:
+                    raise GitLabError("bad-response", f"GET {path} did not answer JSON (is {self.api_url} the "
+                                                      f"GitLab API?)", path=path, status=response.status_code) from err
+            if retries >= limit:
+                raise GitLabError(kind, f"GET {path}: {cause}, {retries} retries spent", path=path,
+                                  status=status, retries=retries)
+            retries += 1
+            if self._log:
+                self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s")
+            time.sleep(wait)
+
+    def group(self, ref: str) -> dict[str, Any]:
+        data, _ = self.get(f"/groups/{EncodedId(ref)}", {"with_projects": False})
+        if not isinstance(data, dict):
+            raise GitLabError("bad-response", f"GET /groups/{ref} did not answer a group object", path=f"/groups/{ref}")
+        return data
+
+    def group_projects(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
+                       per_page: int) -> tuple[list[Any], bool]:
+        """The first page of the group's projects with ids above `after` (GitLab's id_after), ascending ids,
+        and whether GitLab says it was the last page (X-Next-Page present and empty)."""
+        query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": with_shared,
+                                 "order_by": "id", "sort": "asc", "per_page": per_page, "page": 1}
+        if after is not None:
+            query["id_after"] = after
+        path = f"/groups/{EncodedId(group)}/projects"
+        data, headers = self.get(path, query)
+        if not isinstance(data, list):
+            raise GitLabError("bad-response", f"GET {path} did not answer a list of projects", path=path)
+        return data, headers.get("X-Next-Page") == ""

@@ -1,0 +1,91 @@
+"""Building the plan: (stack config, project listing, names already deployed) -> Plan. Pure Python, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .config import FleetConfig
+from .errors import PlanError
+from .inventory import Inventory
+from .naming import assign_role_names
+from .plan import (
+    ACCOUNT_VARIABLE,
+    DESCRIPTION_MAX,
+    MANAGED_BY,
+    ROLE_VARIABLE,
+    TAG_VALUE_MAX,
+    Plan,
+    ProjectPlan,
+    Skipped,
+    VariablePlan,
+)
+from .selection import check_group, select_projects
+from .trust import TRUST_POLICY_MAX_CHARS, policy_size, provider_arn, resolve_refs, trust_policy
+
+
+def clip(value: str, limit: int) -> str:
+    """Cut a display value (tag, description) to an IAM limit, marking the cut."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+def build_plan(config: FleetConfig, inventory: Inventory, stack: str,
+               deployed: Mapping[int, str] | None = None) -> Plan:
+    """The plan for one stack. `deployed` maps project id -> role name of the roles the stack holds now."""
+    check_group(config, inventory)
+    candidates, skipped, warnings = select_projects(config, inventory)
+    selected = []
+    for p in candidates:
+        refs = resolve_refs(config.refs, p.default_branch)
+        if refs:
+            selected.append((p, refs))
+        else:
+            skipped.append(Skipped(p.id, p.path, "no-refs", "no default branch (empty repository) and fleet:trust.refs allows only {default_branch}"))
+    # Names are decided over every listed project, so skipping one never renames another.
+    try:
+        names = assign_role_names(((p.id, p.path) for p in inventory.projects), deployed)
+    except ValueError as err:
+        raise PlanError(f"the deployed role names cannot be used: {err}") from err
+    provider = config.oidc.provider_arn or provider_arn(config.account_id, config.issuer)
+    role_path = config.role.path
+    scope = config.variables.environment_scope
+    protected = config.variables.protected
+    managed = f"Managed by {MANAGED_BY} (stack {stack}); edits are overwritten."
+    projects: list[ProjectPlan] = []
+    too_large: list[str] = []
+    for p, refs in selected:
+        policy = trust_policy(issuer=config.issuer, provider=provider, audience=config.oidc.audience,
+                              project_id=p.id, project_path=p.path, refs=refs)
+        size = policy_size(policy)
+        if size > TRUST_POLICY_MAX_CHARS:
+            too_large.append(f"{p.path} ({size} characters)")
+        role_name = names[p.id]
+        role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"
+        projects.append(ProjectPlan(
+            id=p.id, path=p.path, role_name=role_name, role_arn=role_arn,
+            refs=tuple(f"{r.ref_type}:{r.ref}" for r in refs), trust_policy=policy,
+            description=clip(f"GitLab CI of {p.path} (project {p.id}); managed by {MANAGED_BY} stack {stack}", DESCRIPTION_MAX),
+            tags={"gitlab-project-id": str(p.id), "gitlab-project-path": clip(p.path, TAG_VALUE_MAX),
+                  "fleet-stack": stack, "managed-by": MANAGED_BY},
+            variables=(
+                VariablePlan(ACCOUNT_VARIABLE, config.account_id, scope, protected, managed),
+                VariablePlan(ROLE_VARIABLE, role_arn, scope, protected, managed),
+            ),
+        ))
+    if too_large:
+        raise PlanError(f"trust policies over IAM's {TRUST_POLICY_MAX_CHARS}-character limit; allow fewer refs in "
+                        f"fleet:trust.refs (use a glob) for: {', '.join(too_large)}")
+    suffixed = [p for p in projects if not p.helper_compatible]
+    if suffixed:
+        warnings.append(f"{len(suffixed)} role name(s) carry an id suffix because another project's path gives the same "
+                        f"name; their pipelines must use ROLE_ARN or give the credential helper --role-name: "
+                        f"{', '.join(p.path + ' -> ' + p.role_name for p in suffixed)}")
+    if role_path != "/":
+        warnings.append(f"fleet:role.path is {role_path!r}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
+    skipped.sort(key=lambda s: s.id)
+    return Plan(
+        stack=stack, account_id=config.account_id, issuer=config.issuer, audience=config.oidc.audience,
+        provider_arn=provider, create_provider=config.oidc.provider_arn is None, group=inventory.group.full_path,
+        role_path=role_path, max_session_duration=config.role.max_session_duration,
+        permissions_boundary=config.role.permissions_boundary,
+        projects=tuple(projects), skipped=tuple(skipped), warnings=tuple(warnings),
+    )

@@ -1,0 +1,118 @@
+"""Stack files as `pulumi up` reads them, and stacks that could write the same projects' variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleet.cli import main
+from fleet.errors import FleetError
+from fleet.inventory import parse_inventory
+from fleet.stacks import check_overlaps, config_target, other_targets, read_stack, stack_config
+from tests.gitlab_double import make_group, make_project
+
+GROUPS = [make_group(1, "acme"), make_group(2, "acme/platform", 1), make_group(3, "acme/platform/tools", 2),
+          make_group(4, "acme/web", 1), make_group(5, "partner"), make_group(6, "partner/sub", 5)]
+
+
+def write(stacks: Path, name: str, group, scope="*", **gitlab) -> None:
+    stacks.mkdir(exist_ok=True)
+    config = {"fleet:accountId": "111111111111",
+              "fleet:gitlab": {"url": "https://gitlab.example.com", "group": group, **gitlab},
+              "fleet:variables": {"environmentScope": scope}}
+    (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+
+
+def listing(group: dict, *projects: dict):
+    return parse_inventory({"group": {"id": group["id"], "full_path": group["full_path"]}, "projects": list(projects)})
+
+
+def check(stacks: Path, name: str, inventory, planned=None) -> None:
+    config = stack_config(read_stack(stacks, name))
+    ids = [p.id for p in inventory.projects] if planned is None else planned
+    check_overlaps(config_target(name, config), other_targets(stacks, name), inventory, ids)
+
+
+ACME = listing(GROUPS[0], make_project(10, "acme/platform/tools/ci", GROUPS), make_project(11, "acme/web/shop", GROUPS))
+PLATFORM = listing(GROUPS[1], make_project(10, "acme/platform/tools/ci", GROUPS))
+
+
+def test_a_group_and_its_subgroup_with_one_scope_overlap_both_ways(tmp_path):
+    write(tmp_path, "all", "acme")
+    write(tmp_path, "platform", "acme/platform")
+    with pytest.raises(FleetError, match=r"stack platform \(group acme/platform and its subgroups\) overlaps group acme"):
+        check(tmp_path, "all", ACME)
+    with pytest.raises(FleetError, match=r"stack all \(group acme and its subgroups\) overlaps group acme/platform"):
+        check(tmp_path, "platform", PLATFORM)
+
+
+def test_disjoint_groups_scopes_instances_or_a_parent_without_subgroups_do_not_overlap(tmp_path):
+    write(tmp_path, "all", "acme", includeSubgroups=False)
+    write(tmp_path, "platform", "acme/platform")
+    write(tmp_path, "web", "acme/web", scope="production")
+    write(tmp_path, "other-instance", "acme/platform", url="https://gitlab.other.example")
+    check(tmp_path, "platform", PLATFORM)
+    check(tmp_path, "web", listing(GROUPS[3], make_project(11, "acme/web/shop", GROUPS)))
+
+
+def test_the_same_instance_is_recognised_however_its_url_is_spelt(tmp_path):
+    write(tmp_path, "a", "acme/platform")
+    write(tmp_path, "b", "ACME/Platform", url="HTTPS://GitLab.Example.com/")
+    with pytest.raises(FleetError, match="stack b .* overlaps group acme/platform"):
+        check(tmp_path, "a", PLATFORM)
+
+
+def test_a_group_named_by_id_is_placed_through_the_listing(tmp_path):
+    write(tmp_path, "all", "acme")
+    write(tmp_path, "tools", 3)  # acme/platform/tools, a namespace of a listed project
+    with pytest.raises(FleetError, match=r"stack tools \(group 3 and its subgroups\) overlaps group acme"):
+        check(tmp_path, "all", ACME)
+    write(tmp_path, "tools", 999)  # an id the listing cannot place: it could contain acme
+    with pytest.raises(FleetError, match="names its group by an id this listing cannot place.*write fleet:gitlab.group of stack tools as a full path"):
+        check(tmp_path, "all", ACME)
+    write(tmp_path, "tools", 999, includeSubgroups=False)  # it holds only its own projects, none of them listed here
+    check(tmp_path, "all", ACME)
+
+
+def test_a_shared_in_project_of_another_stacks_group_is_refused(tmp_path):
+    write(tmp_path, "acme", "acme", includeShared=True)
+    write(tmp_path, "partner", "partner")
+    shared = make_project(20, "partner/sub/api", GROUPS, shared_with=[GROUPS[0]])
+    inventory = listing(GROUPS[0], make_project(11, "acme/web/shop", GROUPS), shared)
+    with pytest.raises(FleetError, match="stack partner .* holds partner/sub/api, which this stack takes as shared into acme"):
+        check(tmp_path, "acme", inventory)
+    check(tmp_path, "acme", inventory, planned=[11])  # not planned (e.g. excluded): nothing to clash
+    write(tmp_path, "partner", "partner", includeSubgroups=False)
+    check(tmp_path, "acme", inventory)
+
+
+def test_plan_refuses_overlapping_stacks_end_to_end(tmp_path, capsys):
+    write(tmp_path, "shop", "shop")
+    write(tmp_path, "web", "shop/web")
+    inventory = str(Path(__file__).resolve().parent.parent / "samples/shop.inventory.json")
+    assert main(["plan", "--stack", "shop", "--stacks-dir", str(tmp_path), "--inventory", inventory]) == 1
+    assert "stack web (group shop/web and its subgroups) overlaps group shop" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line, message", [
+    ("includeShared: yes", "fleet:gitlab.includeShared: line 6: `yes` is true to YAML 1.1 but the string \"yes\" to Pulumi"),
+    ("timeout: 0030", "fleet:gitlab.timeout: line 6: `0030`"),
+])
+def test_stack_scalars_that_yaml_11_and_pulumi_read_differently_are_refused(tmp_path, capsys, line, message):
+    text = ("config:\n  fleet:accountId: \"111111111111\"\n  fleet:gitlab:\n    url: https://gitlab.example.com\n"
+            f"    group: shop\n    {line}\n")
+    (tmp_path / "Pulumi.s.yaml").write_text(text)
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_an_unquoted_account_id_is_read_as_pulumi_reads_it(tmp_path):
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        "config:\n  fleet:accountId: 111111111111\n  fleet:gitlab:\n    url: https://gitlab.example.com\n    group: shop\n")
+    assert stack_config(read_stack(tmp_path, "s")).account_id == "111111111111"
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        "config:\n  fleet:accountId: 012345678901\n  fleet:gitlab:\n    url: https://gitlab.example.com\n    group: shop\n")
+    with pytest.raises(FleetError, match=r"fleet:accountId: line 2: `012345678901` .* quote it"):
+        read_stack(tmp_path, "s")  # YAML 1.1 keeps the text, Pulumi's YAML reads a number

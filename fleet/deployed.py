@@ -7,12 +7,12 @@ that no project's role is renamed because another project came, went or was skip
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import FleetError
+from .jsonfile import read_json
 
 OUTPUT = "roleNames"
 _ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
@@ -37,13 +37,7 @@ def parse_deployed(value: Any, source: str) -> dict[int, str]:
 
 def load_deployed(path: str) -> dict[int, str]:
     """Names from a file holding the stack's outputs (`pulumi stack output --json > FILE`)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            outputs = json.load(handle)
-    except OSError as err:
-        raise FleetError(f"cannot read {path}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise FleetError(f"{path} is not valid JSON: {err}") from err
+    outputs = read_json(path, "stack outputs")
     if not isinstance(outputs, Mapping):
         raise FleetError(f"{path}: expected the stack's outputs as a JSON object (pulumi stack output --json)")
     if OUTPUT not in outputs:

@@ -6,13 +6,13 @@ The saved form is the contract of `fleet inventory` and `plan --inventory`:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import InventoryError
+from .jsonfile import read_json
 
 _PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+")
 _REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[*?]|\.\.|@\{")
@@ -129,13 +129,7 @@ def parse_inventory(data: Any) -> Inventory:
 
 
 def load_inventory(path: str) -> Inventory:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except OSError as err:
-        raise InventoryError(f"cannot read inventory {path}: {err.strerror}") from err
-    except json.JSONDecodeError as err:
-        raise InventoryError(f"inventory {path} is not valid JSON: {err}") from err
+    data = read_json(path, "inventory", InventoryError)
     try:
         return parse_inventory(data)
     except InventoryError as err:

@@ -97,10 +97,13 @@ def run(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     others = other_targets(args.stacks_dir, args.stack)
-    deployed = load_deployed(args.deployed) if args.deployed else None
     listing: Inventory = (load_inventory(args.inventory) if args.inventory
                           else fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN"))))
+    deployed = load_deployed(args.deployed, listing.projects) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed)
+    if deployed is None and any(not p.helper_compatible for p in plan.projects):
+        print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "
+              "(pulumi stack output --json) to see the names pulumi up keeps", file=sys.stderr)
     if args.group:
         print("note: --group plans a what-if; the overlap check with other stacks is skipped", file=sys.stderr)
     else:

@@ -8,13 +8,16 @@ that no project's role is renamed because another project came, went or was skip
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FleetError
+from .inventory import Project
 from .jsonfile import read_json
 
 OUTPUT = "roleNames"
+ROLES_OUTPUT = "roles"
 _ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 _PROJECT_ID_RE = re.compile(r"[1-9][0-9]{0,18}")
 
@@ -35,15 +38,49 @@ def parse_deployed(value: Any, source: str) -> dict[int, str]:
     return names
 
 
-def load_deployed(path: str) -> dict[int, str]:
+@dataclass(frozen=True)
+class Deployed:
+    """The role names a stack holds now."""
+
+    names: Mapping[int, str] = field(default_factory=dict)  # project id -> role name
+    reserved: frozenset[str] = frozenset()  # names of roles whose project the listing does not show
+
+
+def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str) -> Deployed:
+    """From a stack's outputs: `roleNames`, or for a stack deployed before that output existed, its `roles`
+    output (project path -> role ARN) matched to the listing by path. A name whose path the listing does
+    not show stays reserved: its role exists until this run deletes it."""
+    if outputs.get(OUTPUT) is not None:
+        return Deployed(parse_deployed(outputs[OUTPUT], source))
+    roles = outputs.get(ROLES_OUTPUT)
+    if roles is None:
+        return Deployed()
+    if not isinstance(roles, Mapping):
+        raise FleetError(f"{source}: {ROLES_OUTPUT} is {type(roles).__name__}; expected a map of project path to role ARN")
+    by_path = {p.path.casefold(): p.id for p in projects}
+    names: dict[int, str] = {}
+    reserved = set()
+    for path, arn in roles.items():
+        name = arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None
+        if not isinstance(path, str) or name is None or not _ROLE_NAME_RE.fullmatch(name):
+            raise FleetError(f"{source}: {ROLES_OUTPUT}[{path!r}] is {arn!r}; expected a role ARN")
+        project_id = by_path.get(path.casefold())
+        if project_id is None:
+            reserved.add(name)
+        else:
+            names[project_id] = name
+    return Deployed(names, frozenset(reserved))
+
+
+def load_deployed(path: str, projects: Iterable[Project]) -> Deployed:
     """Names from a file holding the stack's outputs (`pulumi stack output --json > FILE`)."""
     outputs = read_json(path, "stack outputs")
     if not isinstance(outputs, Mapping):
         raise FleetError(f"{path}: expected the stack's outputs as a JSON object (pulumi stack output --json)")
-    if OUTPUT not in outputs:
-        raise FleetError(f"{path} has no {OUTPUT} output: give the outputs of a stack this version has deployed, "
-                         "or leave --deployed out for a stack that has none")
-    return parse_deployed(outputs[OUTPUT], path)
+    if outputs.get(OUTPUT) is None and outputs.get(ROLES_OUTPUT) is None:
+        raise FleetError(f"{path} has neither a {OUTPUT} nor a {ROLES_OUTPUT} output: give the outputs of a "
+                         "deployed stack, or leave --deployed out for a stack that holds no roles yet")
+    return deployed_names(outputs, projects, path)
 
 
 def deployed_output(names: Mapping[int, str]) -> dict[str, str]:

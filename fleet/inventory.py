@@ -33,6 +33,7 @@ class Project:
     pending_deletion: bool
     shared_with: frozenset[str]  # full paths (casefolded) of the groups it is shared with
     namespace_id: int | None = None  # the id of the group (or user) that holds it, when the listing says
+    shared_with_ids: frozenset[int] = frozenset()  # ids of the groups it is shared with, where the listing says
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,13 @@ def parse_project(value: Any, index: int) -> Project:
     namespace_id = namespace.get("id") if isinstance(namespace, Mapping) else None
     if namespace_id is not None and (isinstance(namespace_id, bool) or not isinstance(namespace_id, int)):
         raise _fail(where, "namespace.id", namespace_id, "an integer")
+    shared_ids = [s.get("group_id") for s in shared if s.get("group_id") is not None]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in shared_ids):
+        raise _fail(where, "shared_with_groups", shared, "group ids that are integers")
     return Project(
         id=project_id, path=path, default_branch=branch, archived=archived, pending_deletion=pending,
         shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
+        shared_with_ids=frozenset(shared_ids),
     )
 
 

@@ -30,7 +30,8 @@ def suffixed_role_name(path: str, project_id: int) -> str:
     return helper_role_name(path)[: ROLE_NAME_MAX - len(suffix)] + suffix
 
 
-def assign_role_names(projects: Iterable[tuple[int, str]], deployed: Mapping[int, str] | None = None) -> dict[int, str]:
+def assign_role_names(projects: Iterable[tuple[int, str]], deployed: Mapping[int, str] | None = None,
+                      reserved: Iterable[str] = ()) -> dict[int, str]:
     """Map project id -> role name for (id, path) pairs: every project GitLab lists, not only those planned.
 
     A name already deployed (`deployed`: project id -> role name, from the stack's previous outputs)
@@ -39,6 +40,7 @@ def assign_role_names(projects: Iterable[tuple[int, str]], deployed: Mapping[int
     created, and IAM refuses a second role of that name meanwhile. Otherwise the lowest id among the
     projects whose helper name is equal (ignoring case, as IAM compares) keeps the plain name and the
     others get `suffixed_role_name`. So a project's name changes only when its own path does.
+    `reserved` names belong to deployed roles whose project is unknown: nobody gets them.
     """
     pairs = dict(projects)
     deployed = dict(deployed or {})
@@ -47,6 +49,8 @@ def assign_role_names(projects: Iterable[tuple[int, str]], deployed: Mapping[int
         owner = taken.setdefault(name.casefold(), project_id)
         if owner != project_id:
             raise ValueError(f"deployed role name {name} is recorded for projects {owner} and {project_id}")
+    for name in reserved:
+        taken.setdefault(name.casefold(), 0)
     names: dict[int, str] = {}
     for project_id, path in pairs.items():
         kept = deployed.get(project_id)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from .config import FleetConfig
+from .deployed import Deployed
 from .errors import PlanError
 from .inventory import Inventory
 from .naming import assign_role_names
@@ -28,9 +27,8 @@ def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def build_plan(config: FleetConfig, inventory: Inventory, stack: str,
-               deployed: Mapping[int, str] | None = None) -> Plan:
-    """The plan for one stack. `deployed` maps project id -> role name of the roles the stack holds now."""
+def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: Deployed | None = None) -> Plan:
+    """The plan for one stack. `deployed`: the role names the stack holds now (none before its first `up`)."""
     check_group(config, inventory)
     candidates, skipped, warnings = select_projects(config, inventory)
     selected = []
@@ -42,7 +40,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str,
             skipped.append(Skipped(p.id, p.path, "no-refs", "no default branch (empty repository) and fleet:trust.refs allows only {default_branch}"))
     # Names are decided over every listed project, so skipping one never renames another.
     try:
-        names = assign_role_names(((p.id, p.path) for p in inventory.projects), deployed)
+        names = assign_role_names(((p.id, p.path) for p in inventory.projects),
+                                  deployed.names if deployed else None, deployed.reserved if deployed else ())
     except ValueError as err:
         raise PlanError(f"the deployed role names cannot be used: {err}") from err
     provider = config.oidc.provider_arn or provider_arn(config.account_id, config.issuer)

@@ -19,7 +19,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from .config import FleetConfig, parse_config
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import parse_deployed
+from .deployed import ROLES_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
 from .errors import FleetError
 from .plan import Plan
@@ -69,26 +69,26 @@ def check_adopted_provider(config: FleetConfig) -> None:
             "to one it lists.")
 
 
-def previous_role_names() -> dict[int, str]:
-    """The role names this stack deployed, from its own last outputs (empty before the first `up`).
+def previous_outputs() -> tuple[dict[str, Any], str]:
+    """The outputs of this stack's last `up` that naming reads (none before the first), and where they came from.
 
     A StackReference to the running stack reads its last completed outputs. The program needs them as
     plain values before it declares anything, so it waits for them the way the SDK waits for invokes.
     """
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     reference = pulumi.StackReference(f"{pulumi.get_stack()}-previous-outputs", stack_name=name)
-    details = _sync_await(reference.get_output_details(ROLE_NAMES_OUTPUT))
-    return parse_deployed(details.value, f"the {ROLE_NAMES_OUTPUT} output of stack {name}")
+    outputs = {key: _sync_await(reference.get_output_details(key)).value for key in (ROLE_NAMES_OUTPUT, ROLES_OUTPUT)}
+    return outputs, f"the outputs of stack {name}"
 
 
-def check_role_names_free(plan: Plan, deployed: dict[int, str]) -> None:
+def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
     """Refuse names held in the account by a role this stack did not make (another stack, or by hand).
 
     Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A role found with
     this stack's tags for the same project (a run that failed before recording its outputs) is ours.
     """
     existing = {name.casefold(): name for name in aws.iam.get_roles().names}
-    mine = {name.casefold() for name in deployed.values()}
+    mine = {name.casefold() for name in (*deployed.names.values(), *deployed.reserved)}
     clashes = []
     for project in plan.projects:
         name = project.role_name
@@ -113,8 +113,9 @@ def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
 def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
     """List the group, plan it with the names already deployed, and refuse overlaps and taken names."""
     others = other_targets(stacks_dir, stack)
+    outputs, source = previous_outputs()
     inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
-    deployed = previous_role_names()
+    deployed = deployed_names(outputs, inventory.projects, source)
     plan = build_plan(config, inventory, stack, deployed)
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
     check_role_names_free(plan, deployed)

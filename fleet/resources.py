@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import deployed_output
+from .deployed import ROLES_OUTPUT, deployed_output
 from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
 
 COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
@@ -114,7 +114,7 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
     access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider)
               for p in plan.projects}
     return {
-        "roles": {path: a.role.arn for path, a in access.items()},
+        ROLES_OUTPUT: {path: a.role.arn for path, a in access.items()},
         ROLE_NAMES_OUTPUT: deployed_output({p.id: p.role_name for p in plan.projects}),
         "skipped": [s.to_json() for s in plan.skipped],
         "counts": plan.counts(),

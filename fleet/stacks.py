@@ -15,7 +15,7 @@ from typing import Any
 
 from .config import SECTIONS, FleetConfig, is_numeric_id, normalise_url, parse_config
 from .errors import ConfigError, FleetError
-from .inventory import Inventory
+from .inventory import Inventory, Project
 from .selection import is_under
 from .stackyaml import Secret, read_stack_config
 
@@ -151,41 +151,50 @@ def _known_groups(inventory: Inventory) -> dict[str, str]:
 
 
 def _covers(target: Target, group_path: str | None, path: str) -> bool:
-    """Whether `target` (its group resolved to `group_path`) takes a project at `path`."""
+    """Whether `target` (its group resolved to `group_path`) holds a project at `path`."""
     if group_path is None:
         return False
     namespace = path.rsplit("/", 1)[0].casefold()
     return namespace == group_path or (target.include_subgroups and is_under(path, group_path))
 
 
+def _shared_into(target: Target, group_path: str | None, project: Project) -> bool:
+    """Whether `project` is shared into `target`'s group (or a subgroup of it, when the target takes subgroups)."""
+    if is_numeric_id(target.group) and int(target.group) in project.shared_with_ids:
+        return True
+    return group_path is not None and any(
+        g == group_path or (target.include_subgroups and is_under(g, group_path)) for g in project.shared_with)
+
+
 def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory, planned: Iterable[int]) -> None:
     """Refuse when another stack on this instance with this environment scope could write the same variables.
 
-    `inventory` is this stack's listing (it resolves numeric group ids); `planned` the ids of the projects given roles.
+    `inventory` is this stack's listing (it resolves numeric group ids and says where projects are shared);
+    `planned` the ids of the projects given roles.
     """
     known = _known_groups(inventory)
     my_path = inventory.group.full_path.casefold()
     ids = set(planned)
-    outside = [p for p in inventory.projects if p.id in ids and not is_under(p.path, my_path)]
+    projects = [p for p in inventory.projects if p.id in ids]
     problems = []
     for other in others:
         if other.instance != mine.instance or other.scope != mine.scope:
             continue
         other_path = known.get(other.group) if is_numeric_id(other.group) else other.group
-        if other_path is None:
-            if other.include_subgroups:
-                problems.append(f"{other.describe()} names its group by an id this listing cannot place, so it may "
-                                f"contain group {my_path}: write fleet:gitlab.group of stack {other.stack} as a full path")
+        if other_path is None and other.include_subgroups:
+            problems.append(f"{other.describe()} names its group by an id this listing cannot place, so it may "
+                            f"contain group {my_path}: write fleet:gitlab.group of stack {other.stack} as a full path")
             continue
-        nested = (other_path == my_path or (mine.include_subgroups and is_under(other_path, my_path))
-                  or (other.include_subgroups and is_under(my_path, other_path)))
-        if nested:
+        if other_path is not None and (other_path == my_path or (mine.include_subgroups and is_under(other_path, my_path))
+                                       or (other.include_subgroups and is_under(my_path, other_path))):
             problems.append(f"{other.describe()} overlaps group {my_path}")
             continue
-        shared = [p.path for p in outside if _covers(other, other_path, p.path)]
-        if shared:
-            problems.append(f"{other.describe()} holds {', '.join(shared)}, which this stack takes as shared into "
-                            f"{my_path}")
+        # a project of theirs that this stack takes as shared in, or one this stack plans that they take as shared in
+        both = [p.path for p in projects
+                if (not is_under(p.path, my_path) and _covers(other, other_path, p.path))
+                or (other.include_shared and _shared_into(other, other_path, p))]
+        if both:
+            problems.append(f"{other.describe()} could also take {', '.join(both)}")
     if problems:
         raise FleetError(
             f"stack {mine.stack} targets {mine.instance} with environment scope {mine.scope!r}, and so do other stacks "

@@ -242,9 +242,30 @@ def test_plan_with_deployed_names_renames_no_bystander_when_a_keeper_is_gone(tmp
     assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 0
     names = {p["id"]: p["role_name"] for p in json.loads(capsys.readouterr().out)["projects"]}
     assert names[105] == "gitlab-shop-api-gateway_105"
-    (tmp_path / "outputs.json").write_text(json.dumps({"roles": {}}))
+    (tmp_path / "outputs.json").write_text(json.dumps({"counts": {}}))
     assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 1
-    assert "has no roleNames output" in capsys.readouterr().err
+    assert "has neither a roleNames nor a roles output" in capsys.readouterr().err
+
+
+def test_plan_reads_the_names_of_a_stack_deployed_before_role_names_were_recorded(tmp_path, capsys):
+    """Such a stack has only its `roles` output (path -> ARN): the names come from there, matched by path."""
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    sample = json.loads((ROOT / "samples/shop.inventory.json").read_text())
+    for p in sample["projects"]:
+        if p["id"] == 104:
+            p["archived"] = True  # the old rule chose among planned projects only: 105 got the plain name
+    (tmp_path / "inv.json").write_text(json.dumps(sample))
+    (tmp_path / "outputs.json").write_text(json.dumps({"roles": {
+        "shop/api-gateway": "arn:aws:iam::333333333333:role/gitlab-shop-api-gateway",
+        "shop/gone": "arn:aws:iam::333333333333:role/gitlab-shop-web-ui"}}))  # a project since deleted
+    args = ["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "inv.json"), "--format", "json"]
+    assert main(args) == 0
+    assert "note: role names assume the stack holds no roles yet" in capsys.readouterr().err
+    assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 0
+    names = {p["id"]: p["role_name"] for p in json.loads(capsys.readouterr().out)["projects"]}
+    assert names[105] == "gitlab-shop-api-gateway"  # kept, although 104 (archived) has the lower id
+    assert names[106] == "gitlab-shop-web-ui_106"  # the deleted project's name stays reserved this run
 
 
 def test_timeout_and_retries_flags_override_the_stack_and_name_the_flag(shop, tmp_path, capsys, token):

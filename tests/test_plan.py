@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fleet.deployed import Deployed
 from fleet.errors import PlanError
 from fleet.globs import path_glob
 from fleet.inventory import parse_inventory
@@ -114,11 +115,11 @@ def test_a_skipped_keeper_renames_nobody(change):
 
 def test_a_gone_keeper_renames_nobody_when_the_deployed_names_are_known():
     before = build_plan(make_config(), listing(p(1, "shop/a_b"), p(2, "shop/a-b")), "s")
-    deployed = {x.id: x.role_name for x in before.projects}
+    deployed = Deployed({x.id: x.role_name for x in before.projects})
     after = build_plan(make_config(), listing(p(2, "shop/a-b"), p(3, "shop/a.b")), "s", deployed)
     assert {x.id: x.role_name for x in after.projects} == {2: "gitlab-shop-a-b_2", 3: "gitlab-shop-a-b_3"}
     with pytest.raises(PlanError, match="deployed role names cannot be used"):
-        build_plan(make_config(), listing(p(2, "shop/a-b")), "s", {1: "gitlab-x", 2: "GITLAB-X"})
+        build_plan(make_config(), listing(p(2, "shop/a-b")), "s", Deployed({1: "gitlab-x", 2: "GITLAB-X"}))
 
 
 def test_warnings_for_suffixed_names_and_role_path():

@@ -345,3 +345,14 @@ def test_a_hand_made_role_of_a_planned_name_is_refused_before_anything_is_create
         with pytest.raises(pulumi.RunError, match=r"gitlab-shop-cart for shop/cart \(not made by this program\)"):
             run(tmp_path, stack_config(shop), iam=iam, created=created)
         assert created_nothing(created[0])
+
+
+def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, tmp_path, moto_account):
+    """Its last outputs hold only `roles` (path -> ARN); names come from there, and a gone project's name stays reserved."""
+    previous = {"roles": {"shop/api-gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway",
+                          "shop/api_gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway_104",
+                          "shop/deleted": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-web-ui"}}
+    _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous)
+    names = outputs["roleNames"]
+    assert names["105"] == "gitlab-shop-api-gateway" and names["104"] == "gitlab-shop-api-gateway_104"
+    assert names["106"] == "gitlab-shop-web-ui_106"

@@ -81,11 +81,33 @@ def test_a_shared_in_project_of_another_stacks_group_is_refused(tmp_path):
     write(tmp_path, "partner", "partner")
     shared = make_project(20, "partner/sub/api", GROUPS, shared_with=[GROUPS[0]])
     inventory = listing(GROUPS[0], make_project(11, "acme/web/shop", GROUPS), shared)
-    with pytest.raises(FleetError, match="stack partner .* holds partner/sub/api, which this stack takes as shared into acme"):
+    with pytest.raises(FleetError, match="stack partner .* could also take partner/sub/api"):
         check(tmp_path, "acme", inventory)
     check(tmp_path, "acme", inventory, planned=[11])  # not planned (e.g. excluded): nothing to clash
     write(tmp_path, "partner", "partner", includeSubgroups=False)
     check(tmp_path, "acme", inventory)
+
+
+def test_a_project_shared_into_two_stacks_groups_is_refused_by_both(tmp_path):
+    groups = [*GROUPS, make_group(7, "zeta")]
+    write(tmp_path, "acme", "acme", includeShared=True)
+    write(tmp_path, "partner", "partner", includeShared=True)
+    x = make_project(30, "zeta/x", groups, shared_with=[groups[0], groups[4]])
+    with pytest.raises(FleetError, match="stack partner .* could also take zeta/x"):
+        check(tmp_path, "acme", listing(GROUPS[0], make_project(11, "acme/web/shop", GROUPS), x))
+    with pytest.raises(FleetError, match="stack acme .* could also take zeta/x"):
+        check(tmp_path, "partner", listing(GROUPS[4], x))
+
+
+@pytest.mark.parametrize("partner_group", ["partner", 5], ids=["by-path", "by-id"])
+def test_a_project_shared_into_a_stack_that_takes_shared_projects_is_refused_by_its_owner_too(tmp_path, partner_group):
+    write(tmp_path, "acme", "acme")
+    write(tmp_path, "partner", partner_group, includeShared=True, includeSubgroups=False)
+    shop = make_project(11, "acme/web/shop", GROUPS, shared_with=[GROUPS[4]])
+    with pytest.raises(FleetError, match="could also take acme/web/shop"):
+        check(tmp_path, "acme", listing(GROUPS[0], shop))
+    write(tmp_path, "partner", partner_group, includeShared=False, includeSubgroups=False)
+    check(tmp_path, "acme", listing(GROUPS[0], shop))
 
 
 def test_plan_refuses_overlapping_stacks_end_to_end(tmp_path, capsys):

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .gitref import ref_problem
 
 DEFAULT_BRANCH = "{default_branch}"
 REF_TYPES = ("branch", "tag")
@@ -31,8 +32,6 @@ _URL_PATH_RE = re.compile(r"(/[A-Za-z0-9._~-]+)*")
 _PORT_RE = re.compile(r"[1-9][0-9]{0,4}")
 _AUDIENCE_RE = re.compile(r"[\x21-\x7e]{1,255}")  # printable ASCII, no spaces
 _SCOPE_RE = re.compile(r"[A-Za-z0-9_./${}*-]([A-Za-z0-9 _./${}*-]{0,253}[A-Za-z0-9_./${}*-])?")
-# git check-ref-format forbids these anywhere in a ref; `*` and `?` are kept as globs here.
-_REF_FORBIDDEN_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[]|\.\.|@\{|//")
 
 
 @dataclass(frozen=True)
@@ -216,7 +215,7 @@ def parse_ref(text: Any) -> RefRule | None:
         return RefRule(ref_type, pattern) if ref_type == "branch" else None
     if "{" in pattern or "}" in pattern or "$" in pattern or not pattern.isprintable():
         return None
-    if _REF_FORBIDDEN_RE.search(pattern) or pattern.startswith(("/", "-", ".")) or pattern.endswith(("/", ".", ".lock")):
+    if ref_problem(pattern, globs=True):
         return None
     return RefRule(ref_type, pattern)
 

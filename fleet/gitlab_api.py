@@ -8,6 +8,7 @@ announced before the first request is an upper bound that holds, timeouts and wa
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, *range(520, 530)})
 class RetryPolicy:
     """How long one request may take: `timeout` per attempt, `max_retries` retries with waits between."""
 
-    timeout: float = 20.0  # seconds to connect, and between bytes of the answer
+    timeout: float = 20.0  # seconds for one attempt, from connecting to the last byte of the answer
     max_retries: int = 4  # after a timeout, 429 or 5xx
     connect_retries: int = 2  # after a refused connection or a failed DNS lookup (at most max_retries)
     first_wait: float = 1.0  # doubled after each retry
@@ -125,8 +126,7 @@ class GitLabAPI:
         while True:
             status: int | None = None
             try:
-                response = self._gl.http_request("get", path, query_data=query or {}, obey_rate_limit=False,
-                                                 retry_transient_errors=False, max_retries=0)
+                response = self._attempt(path, query or {})
             except _RetryableStatus as err:
                 status = err.response.status_code
                 kind = "rate-limited" if status == 429 else "server-error"
@@ -168,6 +168,31 @@ class GitLabAPI:
             if self._log:
                 self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s")
             time.sleep(wait)
+
+    def _attempt(self, path: str, query: dict[str, Any]) -> requests.Response:
+        """One request, given up after `timeout` seconds in all.
+
+        requests' own timeout bounds only each wait for the next bytes (a server sending a byte at a time
+        never trips it), so the request runs in a worker thread and is abandoned at the deadline.
+        """
+        answer: list[requests.Response] = []
+        failure: list[BaseException] = []
+
+        def request() -> None:
+            try:
+                answer.append(self._gl.http_request("get", path, query_data=query, obey_rate_limit=False,
+                                                    retry_transient_errors=False, max_retries=0))
+            except BaseException as err:  # handed over to the caller's thread below
+                failure.append(err)
+
+        worker = threading.Thread(target=request, name=f"GitLab GET {path}", daemon=True)
+        worker.start()
+        worker.join(self.policy.timeout)
+        if worker.is_alive():
+            raise requests.exceptions.Timeout(f"no complete answer within {self.policy.timeout:g} s")
+        if failure:
+            raise failure[0]
+        return answer[0]
 
     def group(self, ref: str) -> dict[str, Any]:
         data, _ = self.get(f"/groups/{EncodedId(ref)}", {"with_projects": False})

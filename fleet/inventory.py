@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InventoryError
+from .gitref import ref_problem
 from .jsonfile import read_json
 
 _PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+")
-_REF_BAD_RE = re.compile(r"[\x00-\x20\x7f~^:\\\[*?]|\.\.|@\{")
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ class Group:
 class Project:
     id: int
     path: str  # path_with_namespace, case as GitLab stores it
-    default_branch: str | None
+    default_branch: str | None  # None for an empty repository, or a name git would not accept (see below)
     archived: bool
     pending_deletion: bool
     shared_with: frozenset[str]  # full paths (casefolded) of the groups it is shared with
     namespace_id: int | None = None  # the id of the group (or user) that holds it, when the listing says
     shared_with_ids: frozenset[int] = frozenset()  # ids of the groups it is shared with, where the listing says
+    default_branch_problem: str | None = None  # why the listed default branch is not a git branch name
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,10 @@ def parse_project(value: Any, index: int) -> Project:
     if not isinstance(path, str) or not _PATH_RE.fullmatch(path):
         raise _fail(where, "path_with_namespace", path, "a GitLab path such as group/sub/project")
     branch = value.get("default_branch")
-    if branch is not None and (not isinstance(branch, str) or not branch or not branch.isprintable()
-                               or _REF_BAD_RE.search(branch)):
-        raise _fail(where, "default_branch", branch, "null or a valid git branch name")
+    if branch is not None and not isinstance(branch, str):
+        raise _fail(where, "default_branch", branch, "null or a branch name")
+    # One project's odd branch must not stop the fleet: it is set aside and the project skipped where it matters.
+    branch_problem = ref_problem(branch) if branch is not None else None
     archived = value.get("archived", False)
     if not isinstance(archived, bool):
         raise _fail(where, "archived", archived, "true or false")
@@ -91,7 +93,8 @@ def parse_project(value: Any, index: int) -> Project:
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in shared_ids):
         raise _fail(where, "shared_with_groups", shared, "group ids that are integers")
     return Project(
-        id=project_id, path=path, default_branch=branch, archived=archived, pending_deletion=pending,
+        id=project_id, path=path, default_branch=None if branch_problem else branch, archived=archived,
+        pending_deletion=pending, default_branch_problem=branch_problem and f"{branch!r}: {branch_problem}",
         shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
         shared_with_ids=frozenset(shared_ids),
     )

@@ -32,7 +32,12 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     check_group(config, inventory)
     candidates, skipped, warnings = select_projects(config, inventory)
     selected = []
+    uses_default_branch = any(rule.is_default_branch for rule in config.refs)
     for p in candidates:
+        if uses_default_branch and p.default_branch_problem:
+            skipped.append(Skipped(p.id, p.path, "bad-default-branch",
+                                   f"its default branch {p.default_branch_problem}; fleet:trust.refs uses {{default_branch}}"))
+            continue
         refs = resolve_refs(config.refs, p.default_branch)
         if refs:
             selected.append((p, refs))

@@ -29,6 +29,7 @@ class Fault:
     status: int | None = None
     retry_after: str | None = None
     delay: float = 0.0
+    drip: float = 0.0  # seconds between the bytes of the answer (a server that never quite times out)
     path_contains: str = "/projects"
 
 
@@ -131,6 +132,8 @@ class GitLabDouble:
                 fault.count -= 1
         if fault and fault.delay:
             time.sleep(fault.delay)
+        if fault and fault.drip:
+            return self._drip(req, fault.drip)
         if fault and fault.status:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return self._send(req, fault.status, {"message": f"{fault.status} injected"}, headers)
@@ -181,6 +184,18 @@ class GitLabDouble:
             links.append(link(total_pages, "last"))
         headers["Link"] = ", ".join(links)
         self._send(req, 200, body, headers)
+
+    @staticmethod
+    def _drip(req: BaseHTTPRequestHandler, interval: float) -> None:
+        data = json.dumps([{"id": n} for n in range(200)]).encode()
+        req.send_response(200)
+        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        for byte in data:
+            req.wfile.write(bytes([byte]))
+            req.wfile.flush()
+            time.sleep(interval)
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -138,3 +138,20 @@ def test_tags_and_description_stay_within_iam_limits():
     [project] = plan.projects
     assert len(project.tags["gitlab-project-path"]) == 256 and project.tags["gitlab-project-path"].endswith("...")
     assert project.tags["gitlab-project-id"] == "1" and len(project.role_name) == 64
+
+
+def test_default_branches_git_accepts_are_trusted_literally():
+    for branch in ("dev/\U0001F468\u200d\U0001F4BB", "release\u00a01", "f\u00fcr-alle"):
+        plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}"]}),
+                          listing(p(1, "shop/a", default_branch=branch)), "s")
+        assert plan.projects[0].refs == (f"branch:{branch}",)
+
+
+def test_a_default_branch_git_would_refuse_skips_only_that_project_and_only_when_it_matters():
+    inv = listing(p(1, "shop/odd", default_branch="v1*"), p(2, "shop/fine"), p(3, "shop/odd2", default_branch="a..b"))
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}", "tag:v*"]}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/fine"]
+    assert reasons(plan) == {"shop/odd": "bad-default-branch", "shop/odd2": "bad-default-branch"}
+    assert "'v1*': it holds '*' or '?'" in plan.skipped[0].detail
+    plan = build_plan(make_config(trust={"refs": ["branch:main"]}), inv, "s")  # the default branch plays no part
+    assert [x.path for x in plan.projects] == ["shop/odd", "shop/fine", "shop/odd2"]

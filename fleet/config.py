@@ -185,8 +185,8 @@ def normalise_url(value: Any, *, issuer: bool) -> tuple[str | None, str]:
     if not _HOST_RE.fullmatch(host):
         return None, "expected a host name of letters, digits, '-' and '.'"
     path = parts.path.rstrip("/")
-    if not _URL_PATH_RE.fullmatch(path):
-        return None, "expected a path of letters, digits and '._~-' segments"
+    if not _URL_PATH_RE.fullmatch(path) or any(part in (".", "..") for part in path.split("/")):
+        return None, "expected a path of letters, digits and '._~-' segments, none of them '.' or '..'"
     netloc = f"{host}:{port}" if port else host
     return f"{parts.scheme.lower()}://{netloc}{path}", ""
 

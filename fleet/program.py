@@ -35,7 +35,8 @@ def config_from_pulumi() -> FleetConfig:
     """
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
     strings = {key: value for key in keys if key.startswith("fleet:") and (value := runtime_config.get_config(key)) is not None}
-    return parse_config(fleet_values(strings))
+    secret = [key for key in strings if runtime_config.is_config_secret(key)]
+    return parse_config(fleet_values(strings, secret))
 
 
 def gitlab_token() -> str:

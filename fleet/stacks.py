@@ -52,20 +52,25 @@ def list_stacks(stacks_dir: Path) -> list[str]:
     return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
 
 
-def fleet_values(config: Mapping[str, str | Secret]) -> dict[str, Any]:
+def fleet_values(config: Mapping[str, str | Secret], secret_keys: Iterable[str] = ()) -> dict[str, Any]:
     """The `fleet:*` values, keys without the prefix, decoded as the program decodes Pulumi's strings.
 
     Pulumi hands every value over as a string (objects as JSON text); the sections are JSON-decoded,
     everything else stays a string. `pulumi up` and `plan` both read config through this function.
+    A secret (`{secure: ...}` in the file, or a key Pulumi marks secret) is refused: `plan` cannot read it.
     """
     values: dict[str, Any] = {}
+    secrets = [key for key, text in config.items()
+               if key.startswith("fleet:") and (isinstance(text, Secret) or key in set(secret_keys))]
+    if secrets:
+        raise ConfigError([f"{key}: is a secret; fleet settings are plain values (set them without --secret)"
+                           for key in sorted(secrets)])
     for key, text in config.items():
         if not key.startswith("fleet:"):
             continue
         name = key.split(":", 1)[1]
-        if isinstance(text, Secret):
-            values[name] = text  # reported by the validation: fleet settings are not secrets
-        elif name in SECTIONS:
+        assert isinstance(text, str)  # secrets were refused above
+        if name in SECTIONS:
             try:
                 values[name] = json.loads(text)
             except json.JSONDecodeError:
@@ -77,15 +82,15 @@ def fleet_values(config: Mapping[str, str | Secret]) -> dict[str, Any]:
 
 def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None) -> FleetConfig:
     """Validate a stack file's fleet config; `overrides` replaces keys (e.g. from command-line flags)."""
-    raw = fleet_values(stack.config)
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        if key:
-            current = raw.get(section)
-            raw[section] = {**(current if isinstance(current, Mapping) else {}), key: value}
-        else:
-            raw[section] = value
     try:
+        raw = fleet_values(stack.config)
+        for dotted, value in (overrides or {}).items():
+            section, _, key = dotted.partition(".")
+            if key:
+                current = raw.get(section)
+                raw[section] = {**(current if isinstance(current, Mapping) else {}), key: value}
+            else:
+                raw[section] = value
         return parse_config(raw)
     except ConfigError as err:
         raise ConfigError([f"{stack.path.name}: {p}" for p in err.problems]) from err

@@ -25,6 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from .errors import FleetError
 
 FLEET_PREFIX = "fleet:"
+STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt")  # what a stack file may hold
 MAX_VALUES = 100_000  # values one config may expand to through aliases (yaml.v3 refuses excessive aliasing)
 
 _TAG = "tag:yaml.org,2002:"
@@ -94,6 +95,13 @@ class _Reader:
             for key_node, value_node in self.pairs(root, ""):
                 if key_node.value == "config":
                     config = value_node
+                elif key_node.value == "environment":
+                    raise FleetError(f"{self.source}: it imports Pulumi ESC environments (environment:), whose values "
+                                     "`pulumi up` reads and this tool cannot; write the fleet:* values in the file, "
+                                     "or check the stack with `pulumi preview`")
+                elif key_node.value not in STACK_FILE_KEYS:
+                    raise FleetError(f"{self.source}: unknown top-level key {key_node.value!r}; a stack file has "
+                                     f"{', '.join(STACK_FILE_KEYS)}")
         if not isinstance(config, MappingNode):
             raise FleetError(f"{self.source}: expected a top-level 'config:' map")
         out: dict[str, str | Secret] = {}

@@ -93,6 +93,8 @@ def test_instance_url_is_normalised_and_gitlab_com_is_recognised_however_spelt()
     ("https://gitläb.example.com", "expected an ASCII URL"),
     ("https://gitlab.example.com/a b", "expected an ASCII URL without spaces"),
     ("https://", "expected a host name"),
+    ("https://gitlab.com/.", "expected a path of letters, digits and '._~-' segments, none of them '.' or '..'"),
+    ("https://host.example/gitlab/..", "expected a path of letters"),
 ])
 def test_bad_instance_urls_are_refused(url, expected):
     assert any(f"fleet:gitlab.url: {url!r} is not allowed; {expected}" in p for p in problems(gitlab={"url": url})), \

@@ -356,3 +356,13 @@ def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, 
     names = outputs["roleNames"]
     assert names["105"] == "gitlab-shop-api-gateway" and names["104"] == "gitlab-shop-api-gateway_104"
     assert names["106"] == "gitlab-shop-web-ui_106"
+
+
+def test_a_secret_fleet_value_is_refused_as_plan_refuses_it(shop, tmp_path, moto_account):
+    config = stack_config(shop)
+    mocks = FleetMocks(iam=None, account_id=ACCOUNT)
+    pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack="s", preview=False)
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
+                                  secret_keys=["fleet:accountId"])
+    with pytest.raises(pulumi.RunError, match="fleet:accountId: is a secret; fleet settings are plain values"):
+        pulumi.runtime.test(lambda: program.main(tmp_path / "stacks"))()

@@ -138,3 +138,23 @@ def test_an_unquoted_account_id_is_read_as_pulumi_reads_it(tmp_path):
         "config:\n  fleet:accountId: 012345678901\n  fleet:gitlab:\n    url: https://gitlab.example.com\n    group: shop\n")
     with pytest.raises(FleetError, match=r"fleet:accountId: line 2: `012345678901` .* quote it"):
         read_stack(tmp_path, "s")  # YAML 1.1 keeps the text, Pulumi's YAML reads a number
+
+
+def test_a_stack_file_plan_cannot_read_whole_is_refused(tmp_path):
+    base = "config:\n  fleet:accountId: \"111111111111\"\n"
+    (tmp_path / "Pulumi.esc.yaml").write_text("environment:\n  - acme/fleet-prod\n" + base)
+    with pytest.raises(FleetError, match=r"imports Pulumi ESC environments \(environment:\), whose values `pulumi up` reads"):
+        read_stack(tmp_path, "esc")
+    (tmp_path / "Pulumi.typo.yaml").write_text("confg:\n  x: 1\n" + base)
+    with pytest.raises(FleetError, match="unknown top-level key 'confg'"):
+        read_stack(tmp_path, "typo")
+    (tmp_path / "Pulumi.ok.yaml").write_text("secretsprovider: passphrase\nencryptionsalt: v1:abc\n" + base)
+    assert read_stack(tmp_path, "ok").config["fleet:accountId"] == "111111111111"
+
+
+def test_a_secret_fleet_value_is_refused_as_pulumi_up_refuses_it(tmp_path, capsys):
+    (tmp_path / "Pulumi.s.yaml").write_text(
+        "config:\n  fleet:accountId:\n    secure: AAABAxyz\n  fleet:gitlab:\n    url: https://gitlab.example.com\n"
+        "    group: shop\n")
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 1
+    assert "Pulumi.s.yaml: fleet:accountId: is a secret; fleet settings are plain values" in capsys.readouterr().err

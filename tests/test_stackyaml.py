@@ -372,7 +372,7 @@ def test_invalid_yaml_is_refused(text: str) -> None:
         read_stack_config(text, SRC)
 
 
-@pytest.mark.parametrize("text", ["", "# only a comment\n", "- config\n", "just text\n", "other: {a: 1}\n",
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "- config\n", "just text\n", "secretsprovider: x\n",
                                   "config:\n", "config: [a, b]\n", "config: text\n"])
 def test_missing_config_map_is_refused(text: str) -> None:
     with pytest.raises(FleetError) as info:

@@ -366,3 +366,19 @@ def test_a_secret_fleet_value_is_refused_as_plan_refuses_it(shop, tmp_path, moto
                                   secret_keys=["fleet:accountId"])
     with pytest.raises(pulumi.RunError, match="fleet:accountId: is a secret; fleet settings are plain values"):
         pulumi.runtime.test(lambda: program.main(tmp_path / "stacks"))()
+
+
+def test_the_mocks_see_every_role_not_only_iams_first_page(moto_account):
+    """ListRoles answers 100 roles at a time: a name taken beyond the first page must still be refused."""
+    from tests.pulumi_mocks import ServiceRefusal
+    with mock_aws():
+        iam = iam_client()
+        for i in range(150):
+            iam.create_role(RoleName=f"role-{i:03d}", AssumeRolePolicyDocument="{}")
+        mocks = FleetMocks(iam=iam, account_id=ACCOUNT)
+        with pytest.raises(ServiceRefusal, match="EntityAlreadyExists: Role with name ROLE-149 already exists"):
+            mocks.new_resource(pulumi.runtime.MockResourceArgs(
+                typ=ROLE, name="project-1-role", inputs={"name": "ROLE-149", "assumeRolePolicy": "{}"},
+                provider="", resource_id=""))
+        names = mocks.call(pulumi.runtime.MockCallArgs(token="aws:iam/getRoles:getRoles", args={}, provider=""))["names"]
+        assert len(names) == 150

@@ -68,7 +68,8 @@ def _explain(err: GitLabError, config: GitLabConfig, what: str) -> DiscoveryErro
         "not-found": f"GitLab group '{group}' was not found at {api} (404): check fleet:gitlab.group, or give the "
                      "token access to the group.",
         "rate-limited": f"GitLab at {api} kept rate-limiting {what}{tries} ({err}); nothing was planned, try again later.",
-        "server-error": f"GitLab at {api} failed while {what} (HTTP {err.status}){tries}; nothing was planned.",
+        "server-error": f"GitLab at {api} failed while {what} ({f'HTTP {err.status}' if err.status else err}){tries}; "
+                        "nothing was planned.",
         "http-error": f"GitLab at {api} refused {what} ({err}); nothing was planned.",
         "timeout": f"GitLab at {api} did not answer within {config.timeout:g} s while {what}{tries}; nothing was "
                    "planned. If the instance is slow, raise fleet:gitlab.timeout (or --timeout).",
@@ -78,8 +79,6 @@ def _explain(err: GitLabError, config: GitLabConfig, what: str) -> DiscoveryErro
         "bad-response": f"GitLab at {api} did not answer like the GitLab API while {what} ({err}); check "
                         "fleet:gitlab.apiUrl (or --api-url): it is the instance's base URL, without /api/v4.",
     }
-    if err.kind == "server-error" and err.status is None:
-        messages["server-error"] = f"GitLab at {api} failed while {what} ({err}); nothing was planned."
     return DiscoveryError(messages[err.kind])
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import gitlab
 import gitlab.exceptions
 import requests
+import urllib3.exceptions
 from gitlab.utils import EncodedId
 
 from .errors import DiscoveryError
@@ -100,13 +101,13 @@ def _server_wait(headers: Any) -> float | None:
 
 
 def _unreachable_cause(err: requests.exceptions.ConnectionError) -> str:
-    text = str(err)
-    if "NameResolutionError" in text or "Name or service not known" in text or "nodename nor servname" in text \
-            or "getaddrinfo failed" in text or "Temporary failure in name resolution" in text:
+    """What kept the connection from being made, from the urllib3 error requests wraps."""
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
         return "the host name cannot be resolved (DNS)"
-    if "Connection refused" in text or "ConnectionRefusedError" in text:
+    if isinstance(reason, urllib3.exceptions.NewConnectionError) and isinstance(reason.__cause__, ConnectionRefusedError):
         return "connection refused"
-    return f"cannot connect ({type(err).__name__})"
+    return f"cannot connect ({reason or err})"
 
 
 class GitLabAPI:

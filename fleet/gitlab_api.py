@@ -67,6 +67,11 @@ class GitLabError(DiscoveryError):
         self.retries = retries
 
 
+def pause(seconds: float) -> None:
+    """The wait between retries (tests replace it to see the waits without waiting)."""
+    time.sleep(seconds)
+
+
 class _RetryableStatus(Exception):
     """Raised from the session's response hook so the retry loop sees the status and its headers."""
 
@@ -168,7 +173,7 @@ class GitLabAPI:
             retries += 1
             if self._log:
                 self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s")
-            time.sleep(wait)
+            pause(wait)
 
     def _attempt(self, path: str, query: dict[str, Any]) -> requests.Response:
         """One request, given up after `timeout` seconds in all.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
@@ -50,6 +49,7 @@ class GitLabDouble:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._listings = 0
+        self._stopped = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> "GitLabDouble":
@@ -71,6 +71,7 @@ class GitLabDouble:
         return self
 
     def stop(self) -> None:
+        self._stopped.set()  # ends delays and drips still under way in handler threads
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -130,8 +131,8 @@ class GitLabDouble:
             fault = next((f for f in self.faults if f.count > 0 and f.path_contains in parts.path), None)
             if fault:
                 fault.count -= 1
-        if fault and fault.delay:
-            time.sleep(fault.delay)
+        if fault and fault.delay and self._stopped.wait(fault.delay):
+            return None
         if fault and fault.drip:
             return self._drip(req, fault.drip)
         if fault and fault.status:
@@ -185,8 +186,7 @@ class GitLabDouble:
         headers["Link"] = ", ".join(links)
         self._send(req, 200, body, headers)
 
-    @staticmethod
-    def _drip(req: BaseHTTPRequestHandler, interval: float) -> None:
+    def _drip(self, req: BaseHTTPRequestHandler, interval: float) -> None:
         data = json.dumps([{"id": n} for n in range(200)]).encode()
         req.send_response(200)
         req.send_header("Content-Type", "application/json")
@@ -195,7 +195,8 @@ class GitLabDouble:
         for byte in data:
             req.wfile.write(bytes([byte]))
             req.wfile.flush()
-            time.sleep(interval)
+            if self._stopped.wait(interval):
+                return
 
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleet import gitlab_api
 from fleet.config import GitLabConfig
 from fleet.discovery import fetch_inventory, resolve_token
 from fleet.errors import DiscoveryError
@@ -172,7 +173,7 @@ def test_token_resolution():
 ])
 def test_transient_failures_are_retried_and_each_retry_is_logged(shop, fault, monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", waits.append)
     shop.faults.append(fault)
     messages: list[str] = []
     count = fault.count
@@ -191,16 +192,19 @@ def test_retry_after_is_honoured(shop):
 
 
 def test_a_retry_after_longer_than_the_longest_wait_fails_at_once(shop, monkeypatch):
-    monkeypatch.setattr(time, "sleep", lambda s: pytest.fail("must not wait"))
+    monkeypatch.setattr(gitlab_api, "pause", lambda s: pytest.fail("must not wait"))
     shop.faults.append(Fault(count=1, status=429, retry_after="3600"))
     with pytest.raises(DiscoveryError, match=r"kept rate-limiting .*asked to wait 3600 s, longer than the 60 s"):
         fetch_inventory(cfg(shop), TOKEN, progress=None)
 
 
 def test_timeouts_are_retried(shop):
-    shop.faults.append(Fault(count=1, delay=1.0))
-    inventory = fetch_inventory(cfg(shop, timeout=0.3), TOKEN, progress=None)
+    shop.faults.append(Fault(count=1, delay=3.0))
+    messages: list[str] = []
+    inventory = fetch_inventory(cfg(shop, timeout=1.5), TOKEN, progress=messages.append)
     assert len(inventory.projects) == 34
+    assert [m for m in messages if "retry" in m] == [
+        "GitLab GET /groups/shop/projects: no answer within 1.5 s; retry 1 of 4 in 1.0 s"]
 
 
 def test_a_slow_server_fails_within_the_announced_budget(shop):
@@ -230,7 +234,7 @@ def test_a_server_that_drips_its_answer_is_given_up_at_the_deadline(shop):
 
 
 def test_persistent_failure_stops_with_a_clear_error(shop, monkeypatch):
-    monkeypatch.setattr(time, "sleep", lambda s: None)
+    monkeypatch.setattr(gitlab_api, "pause", lambda s: None)
     shop.faults.append(Fault(count=1000, status=503))
     with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'shop' \(HTTP 503\) after 4 retries; nothing was planned"):
         fetch_inventory(cfg(shop), TOKEN, progress=None)
@@ -251,7 +255,7 @@ def test_auth_errors_are_one_clear_sentence(shop):
 
 def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", waits.append)
     double = GitLabDouble().start()
     url = double.url
     double.stop()
@@ -267,7 +271,7 @@ def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
 
 def test_dns_failure_fails_fast_and_says_so(monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(time, "sleep", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", waits.append)
     real = socket.getaddrinfo
 
     def no_such_host(host, *args, **kwargs):

@@ -8,7 +8,7 @@ that no project's role is renamed because another project came, went or was skip
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +46,13 @@ class Deployed:
     reserved: frozenset[str] = frozenset()  # names of roles whose project the listing does not show
 
 
-def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str) -> Deployed:
+def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
+                   owner_of: Callable[[str], int | None] | None = None) -> Deployed:
     """From a stack's outputs: `roleNames`, or for a stack deployed before that output existed, its `roles`
-    output (project path -> role ARN) matched to the listing by path. A name whose path the listing does
-    not show stays reserved: its role exists until this run deletes it."""
+    output (project path -> role ARN). There a role's project is `owner_of(name)` (pulumi up reads the
+    role's gitlab-project-id tag); without it, the id a suffixed name ends with, else the project now at
+    that path. A name whose project the listing does not show stays reserved: its role exists until this
+    run deletes it."""
     if outputs.get(OUTPUT) is not None:
         return Deployed(parse_deployed(outputs[OUTPUT], source))
     roles = outputs.get(ROLES_OUTPUT)
@@ -57,6 +60,7 @@ def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], sour
         return Deployed()
     if not isinstance(roles, Mapping):
         raise FleetError(f"{source}: {ROLES_OUTPUT} is {type(roles).__name__}; expected a map of project path to role ARN")
+    listed = {p.id for p in projects}
     by_path = {p.path.casefold(): p.id for p in projects}
     names: dict[int, str] = {}
     reserved = set()
@@ -64,11 +68,15 @@ def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], sour
         name = arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None
         if not isinstance(path, str) or name is None or not _ROLE_NAME_RE.fullmatch(name):
             raise FleetError(f"{source}: {ROLES_OUTPUT}[{path!r}] is {arn!r}; expected a role ARN")
-        project_id = by_path.get(path.casefold())
-        if project_id is None:
-            reserved.add(name)
+        if owner_of is not None:
+            owner = owner_of(name)
         else:
-            names[project_id] = name
+            _, underscore, suffix = name.rpartition("_")  # naming.suffixed_role_name ends in _<project id>
+            owner = int(suffix) if underscore and _PROJECT_ID_RE.fullmatch(suffix) else by_path.get(path.casefold())
+        if owner in listed and owner not in names:
+            names[owner] = name
+        else:
+            reserved.add(name)
     return Deployed(names, frozenset(reserved))
 
 

@@ -82,6 +82,16 @@ def previous_outputs() -> tuple[dict[str, Any], str]:
     return outputs, f"the outputs of stack {name}"
 
 
+def role_owner(name: str) -> int | None:
+    """The project a role of this program belongs to, from its gitlab-project-id tag (None when unknown)."""
+    try:
+        tags = aws.iam.get_role(name=name).tags or {}
+    except Exception:  # the SDK raises a plain Exception for a failed invoke, e.g. a role deleted by hand
+        return None
+    owner = tags.get("gitlab-project-id", "")
+    return int(owner) if owner.isascii() and owner.isdigit() else None
+
+
 def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
     """Refuse names held in the account by a role this stack did not make (another stack, or by hand).
 
@@ -89,11 +99,10 @@ def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
     this stack's tags for the same project (a run that failed before recording its outputs) is ours.
     """
     existing = {name.casefold(): name for name in aws.iam.get_roles().names}
-    mine = {name.casefold() for name in (*deployed.names.values(), *deployed.reserved)}
     clashes = []
     for project in plan.projects:
         name = project.role_name
-        if name.casefold() not in existing or name.casefold() in mine:
+        if name.casefold() not in existing or deployed.names.get(project.id, "").casefold() == name.casefold():
             continue
         tags = aws.iam.get_role(name=existing[name.casefold()]).tags or {}
         if tags.get("fleet-stack") == plan.stack and tags.get("gitlab-project-id") == str(project.id):
@@ -116,7 +125,7 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     others = other_targets(stacks_dir, stack)
     outputs, source = previous_outputs()
     inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
-    deployed = deployed_names(outputs, inventory.projects, source)
+    deployed = deployed_names(outputs, inventory.projects, source, owner_of=role_owner)
     plan = build_plan(config, inventory, stack, deployed)
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
     check_role_names_free(plan, deployed)

@@ -107,6 +107,10 @@ class _Reader:
         out: dict[str, str | Secret] = {}
         for key_node, value_node in self.pairs(config, ""):
             key = key_node.value
+            if key_node.tag == _MERGE:
+                self.report("config", key_node, "a merge key (<<) directly under config: can bring in any key, "
+                                                "fleet:* ones included, unchecked; write those keys out")
+                continue
             strict = key.startswith(FLEET_PREFIX)
             if strict:
                 self.check_plain(key_node, key)

@@ -72,6 +72,7 @@ class FleetMocks(pulumi.runtime.Mocks):
     iam: Any  # a boto3 IAM client inside moto's mock_aws
     account_id: str
     previous_outputs: dict[str, Any] = field(default_factory=dict)  # the stack's outputs of its last `up`
+    held_roles: dict[str, str] = field(default_factory=dict)  # logical name -> role name the stack's state holds
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
     variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,6 +116,12 @@ class FleetMocks(pulumi.runtime.Mocks):
             raise ServiceRefusal("ValidationError: description must have length less than or equal to 1000")
         if any(len(k) > 128 or len(v) > 256 for k, v in inputs.get("tags", {}).items()):
             raise ServiceRefusal("ValidationError: tag keys are at most 128 and values at most 256 characters")
+        providers = {p["Arn"] for p in self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]}
+        if self.held_roles.get(logical) == name:  # the same logical role as in the last `up`: an update, not a create
+            check_trust_policy(inputs["assumeRolePolicy"], providers)
+            self.iam.update_assume_role_policy(RoleName=name, PolicyDocument=inputs["assumeRolePolicy"])
+            role = self.iam.get_role(RoleName=name)["Role"]
+            return name, {**inputs, "arn": role["Arn"], "uniqueId": role["RoleId"], "id": name}
         existing = {r["RoleName"].casefold() for r in all_roles(self.iam)}
         if name.casefold() in existing:  # IAM compares role names ignoring case; moto does not
             raise ServiceRefusal(f"EntityAlreadyExists: Role with name {name} already exists.")

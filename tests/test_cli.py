@@ -280,3 +280,15 @@ def test_timeout_and_retries_flags_override_the_stack_and_name_the_flag(shop, tm
     assert result.returncode == 2 and "argument --timeout: 0 is not allowed; expected more than 0" in result.stderr
     result = run_cli("plan", "--stack", "t", "--stacks-dir", str(stacks), "--max-retries", "٣")
     assert result.returncode == 2 and "argument --max-retries: '٣' is not allowed" in result.stderr
+
+
+def test_an_old_stacks_suffixed_name_follows_its_project_through_a_rename(tmp_path, capsys):
+    """A `roles` output (path -> ARN) from before roleNames: a suffixed name says its own project, whatever the path."""
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    (tmp_path / "outputs.json").write_text(json.dumps({"roles": {
+        "shop/api-gateway-old": "arn:aws:iam::333333333333:role/gitlab-shop-api-gateway_105"}}))  # 105 was renamed since
+    assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json"),
+                 "--format", "json", "--deployed", str(tmp_path / "outputs.json")]) == 0
+    names = {p["id"]: p["role_name"] for p in json.loads(capsys.readouterr().out)["projects"]}
+    assert names[105] == "gitlab-shop-api-gateway_105" and names[104] == "gitlab-shop-api-gateway"

@@ -50,7 +50,7 @@ def iam_client():
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
         existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None,
         write_stack_file: bool = True, previous_outputs: dict[str, Any] | None = None,
-        iam: Any = None) -> tuple[FleetMocks, dict[str, Any]]:
+        iam: Any = None, held_roles: dict[str, str] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs.
 
     IAM is a fresh moto account unless `iam` (a client inside the caller's own mock_aws) is given, so that
@@ -63,10 +63,11 @@ def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: 
     if iam is None:
         with mock_aws():
             return run(tmp_path, config, stack=stack, caller=caller, existing_provider=existing_provider,
-                       created=created, write_stack_file=False, previous_outputs=previous_outputs, iam=iam_client())
+                       created=created, write_stack_file=False, previous_outputs=previous_outputs, iam=iam_client(),
+                       held_roles=held_roles)
     if existing_provider:
         iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
-    mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {})
+    mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {}, held_roles=held_roles or {})
     if created is not None:
         created.append(mocks)
     pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False,
@@ -348,24 +349,38 @@ def test_a_hand_made_role_of_a_planned_name_is_refused_before_anything_is_create
 
 
 def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, tmp_path, moto_account):
-    """Its last outputs hold only `roles` (path -> ARN); names come from there, and a gone project's name stays reserved."""
-    previous = {"roles": {"shop/api-gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway",
-                          "shop/api_gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway_104",
-                          "shop/deleted": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-web-ui"}}
-    _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous)
+    """Its last outputs hold only `roles` (path -> ARN): each role's project comes from its gitlab-project-id tag,
+    and the name of a project no longer listed stays reserved while its role exists."""
+    held = {"gitlab-shop-api-gateway": 105, "gitlab-shop-api-gateway_104": 104, "gitlab-shop-web-ui": 999}
+    with mock_aws():
+        iam = iam_client()
+        for name, project in held.items():
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}",
+                            Tags=[{"Key": "gitlab-project-id", "Value": str(project)}, {"Key": "fleet-stack", "Value": "prod"}])
+        previous = {"roles": {"shop/api-gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway",
+                              "shop/api_gateway": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-api-gateway_104",
+                              "shop/deleted": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-web-ui"}}
+        _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous, iam=iam,
+                         held_roles={f"project-{project}-role": name for name, project in held.items()})
     names = outputs["roleNames"]
     assert names["105"] == "gitlab-shop-api-gateway" and names["104"] == "gitlab-shop-api-gateway_104"
     assert names["106"] == "gitlab-shop-web-ui_106"
 
 
-def test_a_secret_fleet_value_is_refused_as_plan_refuses_it(shop, tmp_path, moto_account):
-    config = stack_config(shop)
-    mocks = FleetMocks(iam=None, account_id=ACCOUNT)
-    pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack="s", preview=False)
-    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
-                                  secret_keys=["fleet:accountId"])
-    with pytest.raises(pulumi.RunError, match="fleet:accountId: is a secret; fleet settings are plain values"):
-        pulumi.runtime.test(lambda: program.main(tmp_path / "stacks"))()
+def test_an_old_stack_whose_project_moved_and_whose_old_path_was_reused_never_fails_halfway(tmp_path, moto_account):
+    """Project 5 moved from shop/a to shop/b and 9 took shop/a; the old `roles` output says shop/a -> gitlab-shop-a.
+    The role's tag says it is 5's: 9 does not get it (IAM would refuse a second role of that name mid-`up`)."""
+    from tests.gitlab_double import GitLabDouble, make_group, make_project
+    groups = [make_group(10, "shop")]
+    with GitLabDouble(groups=groups, projects=[make_project(5, "shop/b", groups), make_project(9, "shop/a", groups)]) as double, \
+            mock_aws():
+        iam = iam_client()
+        iam.create_role(RoleName="gitlab-shop-a", AssumeRolePolicyDocument="{}",
+                        Tags=[{"Key": "gitlab-project-id", "Value": "5"}, {"Key": "fleet-stack", "Value": "prod"}])
+        previous = {"roles": {"shop/a": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-a"}}
+        _, outputs = run(tmp_path, stack_config(double), previous_outputs=previous, iam=iam,
+                         held_roles={"project-5-role": "gitlab-shop-a"})
+    assert outputs["roleNames"] == {"5": "gitlab-shop-b", "9": "gitlab-shop-a_9"}
 
 
 def test_the_mocks_see_every_role_not_only_iams_first_page(moto_account):

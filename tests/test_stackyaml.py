@@ -389,3 +389,11 @@ def test_bundled_stack_files_are_accepted() -> None:
         config = read_stack_config(path.read_text(encoding="utf-8"), path.name)
         assert isinstance(config["fleet:accountId"], str) and len(config["fleet:accountId"]) == 12
         assert isinstance(json.loads(str(config["fleet:gitlab"]))["includeSubgroups"], bool)
+
+
+def test_a_merge_key_directly_under_config_is_refused() -> None:
+    """Merged in by a YAML reader that honours `<<`, it would bring fleet:* keys past every check."""
+    text = ('config:\n  notes:scope: &prod {fleet:trust: {refs: ["branch:*"]}}\n  <<: *prod\n'
+            '  fleet:accountId: "111111111111"\n')
+    with pytest.raises(FleetError, match=r"config: line 3: .*merge key \(<<\) directly under config:"):
+        read_stack_config(text, SRC)

@@ -101,7 +101,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                           else fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN"))))
     deployed = load_deployed(args.deployed, listing.projects) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed)
-    if deployed is None and any(not p.helper_compatible for p in plan.projects):
+    if deployed is None:
         print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "
               "(pulumi stack output --json) to see the names pulumi up keeps", file=sys.stderr)
     if args.group:

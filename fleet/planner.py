@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import FleetConfig
 from .deployed import Deployed
 from .errors import PlanError
-from .inventory import Inventory
+from .inventory import Inventory, Project
 from .naming import assign_role_names
 from .plan import (
     ACCOUNT_VARIABLE,
@@ -19,7 +21,7 @@ from .plan import (
     VariablePlan,
 )
 from .selection import check_group, select_projects
-from .trust import TRUST_POLICY_MAX_CHARS, policy_size, provider_arn, resolve_refs, trust_policy
+from .trust import TRUST_POLICY_MAX_CHARS, ProjectRef, policy_size, provider_arn, resolve_refs, trust_policy
 
 
 def clip(value: str, limit: int) -> str:
@@ -56,11 +58,21 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     managed = f"Managed by {MANAGED_BY} (stack {stack}); edits are overwritten."
     projects: list[ProjectPlan] = []
     too_large: list[str] = []
+    def policy_for(p: Project, refs: list[ProjectRef]) -> dict[str, Any]:
+        return trust_policy(issuer=config.issuer, provider=provider, audience=config.oidc.audience,
+                            project_id=p.id, project_path=p.path, refs=refs)
+
     for p, refs in selected:
-        policy = trust_policy(issuer=config.issuer, provider=provider, audience=config.oidc.audience,
-                              project_id=p.id, project_path=p.path, refs=refs)
+        policy = policy_for(p, refs)
         size = policy_size(policy)
         if size > TRUST_POLICY_MAX_CHARS:
+            # A default branch is one project's choice: it sets that project aside, not the fleet.
+            others = [r for r in refs if r != ProjectRef("branch", p.default_branch or "")]
+            if len(others) < len(refs) and (not others or policy_size(policy_for(p, others)) <= TRUST_POLICY_MAX_CHARS):
+                skipped.append(Skipped(p.id, p.path, "bad-default-branch",
+                                       f"its default branch ({len(p.default_branch or '')} characters) makes the trust "
+                                       f"policy {size} characters, over IAM's {TRUST_POLICY_MAX_CHARS}"))
+                continue
             too_large.append(f"{p.path} ({size} characters)")
         role_name = names[p.id]
         role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"

@@ -78,7 +78,13 @@ def previous_outputs() -> tuple[dict[str, Any], str]:
     """
     name = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     reference = pulumi.StackReference(f"{pulumi.get_stack()}-previous-outputs", stack_name=name)
-    outputs = {key: _sync_await(reference.get_output_details(key)).value for key in (ROLE_NAMES_OUTPUT, ROLES_OUTPUT)}
+    if not _sync_await(reference.outputs.is_known()):
+        raise FleetError(f"the outputs of stack {name} are not known yet, so the role names it holds cannot be read; "
+                         "nothing was planned.")
+    outputs = {}
+    for key in (ROLE_NAMES_OUTPUT, ROLES_OUTPUT):
+        details = _sync_await(reference.get_output_details(key))
+        outputs[key] = details.value if details.value is not None else details.secret_value  # a secret output too
     return outputs, f"the outputs of stack {name}"
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import SECTIONS, FleetConfig, is_numeric_id, normalise_url, parse_config
 from .errors import ConfigError, FleetError
+from .globs import path_glob
 from .inventory import Inventory, Project
 from .selection import is_under
 from .stackyaml import Secret, read_stack_config
@@ -106,6 +107,7 @@ class Target:
     scope: str
     include_subgroups: bool
     include_shared: bool
+    exclude: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"stack {self.stack} (group {self.group}{' and its subgroups' if self.include_subgroups else ''})"
@@ -114,7 +116,7 @@ class Target:
 def config_target(stack: str, config: FleetConfig) -> Target:
     gl = config.gitlab
     return Target(stack, gl.url.casefold(), gl.group.casefold(), config.variables.environment_scope,
-                  gl.include_subgroups, gl.include_shared)
+                  gl.include_subgroups, gl.include_shared, gl.exclude)
 
 
 def file_target(stack: StackFile) -> Target | None:
@@ -127,9 +129,10 @@ def file_target(stack: StackFile) -> Target | None:
     if url is None or isinstance(group, bool) or not isinstance(group, (str, int)) or group == "":
         return None
     scope = va.get("environmentScope")
-    subgroups, shared = gl.get("includeSubgroups"), gl.get("includeShared")
+    subgroups, shared, exclude = gl.get("includeSubgroups"), gl.get("includeShared"), gl.get("exclude")
     return Target(stack.name, url.casefold(), str(group).casefold(), scope if isinstance(scope, str) else "*",
-                  subgroups if isinstance(subgroups, bool) else True, shared if isinstance(shared, bool) else False)
+                  subgroups if isinstance(subgroups, bool) else True, shared if isinstance(shared, bool) else False,
+                  tuple(g for g in exclude if isinstance(g, str)) if isinstance(exclude, list) else ())
 
 
 def other_targets(stacks_dir: Path, name: str) -> list[Target]:
@@ -155,30 +158,30 @@ def _known_groups(inventory: Inventory) -> dict[str, str]:
     return known
 
 
-def _covers(target: Target, group_path: str | None, path: str) -> bool:
-    """Whether `target` (its group resolved to `group_path`) holds a project at `path`."""
-    if group_path is None:
-        return False
-    namespace = path.rsplit("/", 1)[0].casefold()
-    return namespace == group_path or (target.include_subgroups and is_under(path, group_path))
-
-
-def _shared_into(target: Target, group_path: str | None, project: Project) -> bool:
-    """Whether `project` is shared into `target`'s group (or a subgroup of it, when the target takes subgroups)."""
-    if is_numeric_id(target.group) and int(target.group) in project.shared_with_ids:
-        return True
-    return group_path is not None and any(
-        g == group_path or (target.include_subgroups and is_under(g, group_path)) for g in project.shared_with)
+def _takes(target: Target, group_path: str | None, project: Project) -> bool:
+    """Whether `target` would give `project` a role, as far as its stack file tells: the project lies in its
+    group (subgroups only when it takes them) or is shared into it (when it takes shared projects), and
+    none of its exclude globs matches. `group_path` is its group resolved through this listing, if known."""
+    namespace = project.path.rsplit("/", 1)[0].casefold()
+    if group_path is not None:
+        inside = namespace == group_path or is_under(project.path, group_path)
+        taken = (namespace == group_path or target.include_subgroups) if inside else (
+            target.include_shared and any(g == group_path or (target.include_subgroups and is_under(g, group_path))
+                                          for g in project.shared_with))
+    else:  # a group id this listing does not place; the caller refuses it where it could hide projects
+        group_id = int(target.group)
+        taken = project.namespace_id == group_id or (target.include_shared and group_id in project.shared_with_ids)
+    return taken and not any(path_glob(g).fullmatch(project.path) for g in target.exclude)
 
 
 def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory, planned: Iterable[int]) -> None:
-    """Refuse when another stack on this instance with this environment scope could write the same variables.
+    """Refuse when another stack on this instance with this environment scope could write the variables of a
+    project this stack plans.
 
     `inventory` is this stack's listing (it resolves numeric group ids and says where projects are shared);
     `planned` the ids of the projects given roles.
     """
     known = _known_groups(inventory)
-    my_path = inventory.group.full_path.casefold()
     ids = set(planned)
     projects = [p for p in inventory.projects if p.id in ids]
     problems = []
@@ -186,23 +189,18 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
         if other.instance != mine.instance or other.scope != mine.scope:
             continue
         other_path = known.get(other.group) if is_numeric_id(other.group) else other.group
-        if other_path is None and other.include_subgroups:
+        unplaceable = other.include_subgroups or any(p.namespace_id is None for p in projects)
+        if other_path is None and unplaceable and projects:
             problems.append(f"{other.describe()} names its group by an id this listing cannot place, so it may "
-                            f"contain group {my_path}: write fleet:gitlab.group of stack {other.stack} as a full path")
+                            f"hold projects of this stack: write fleet:gitlab.group of stack {other.stack} as a full path")
             continue
-        if other_path is not None and (other_path == my_path or (mine.include_subgroups and is_under(other_path, my_path))
-                                       or (other.include_subgroups and is_under(my_path, other_path))):
-            problems.append(f"{other.describe()} overlaps group {my_path}")
-            continue
-        # a project of theirs that this stack takes as shared in, or one this stack plans that they take as shared in
-        both = [p.path for p in projects
-                if (not is_under(p.path, my_path) and _covers(other, other_path, p.path))
-                or (other.include_shared and _shared_into(other, other_path, p))]
+        both = [p.path for p in projects if _takes(other, other_path, p)]
         if both:
-            problems.append(f"{other.describe()} could also take {', '.join(both)}")
+            listed = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
+            problems.append(f"{other.describe()} could also take {listed}")
     if problems:
         raise FleetError(
             f"stack {mine.stack} targets {mine.instance} with environment scope {mine.scope!r}, and so do other stacks "
-            f"that could write the same projects' CI/CD variables: {'; '.join(problems)}. Give each stack its own "
-            "fleet:variables.environmentScope, or groups that do not overlap (fleet:gitlab.exclude, includeSubgroups, "
-            "includeShared).")
+            f"that could write the CI/CD variables of projects it plans: {'; '.join(problems)}. Give each stack its own "
+            "fleet:variables.environmentScope, or let one of them leave those projects out (fleet:gitlab.exclude, "
+            "includeSubgroups, includeShared).")

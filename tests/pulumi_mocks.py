@@ -72,6 +72,7 @@ class FleetMocks(pulumi.runtime.Mocks):
     iam: Any  # a boto3 IAM client inside moto's mock_aws
     account_id: str
     previous_outputs: dict[str, Any] = field(default_factory=dict)  # the stack's outputs of its last `up`
+    secret_outputs: list[str] = field(default_factory=list)  # which of them are secrets
     held_roles: dict[str, str] = field(default_factory=dict)  # logical name -> role name the stack's state holds
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
     variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
@@ -92,7 +93,8 @@ class FleetMocks(pulumi.runtime.Mocks):
         self.resources.append(args)
         inputs = dict(args.inputs)
         if args.typ == "pulumi:pulumi:StackReference":
-            return inputs["name"], {"name": inputs["name"], "outputs": self.previous_outputs, "secretOutputNames": []}
+            return inputs["name"], {"name": inputs["name"], "outputs": self.previous_outputs,
+                                    "secretOutputNames": self.secret_outputs}
         if args.typ == "aws:iam/role:Role":
             return self._role(args.name, inputs)
         if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":

@@ -155,3 +155,14 @@ def test_a_default_branch_git_would_refuse_skips_only_that_project_and_only_when
     assert "'v1*': it holds '*' or '?'" in plan.skipped[0].detail
     plan = build_plan(make_config(trust={"refs": ["branch:main"]}), inv, "s")  # the default branch plays no part
     assert [x.path for x in plan.projects] == ["shop/odd", "shop/fine", "shop/odd2"]
+
+
+def test_a_default_branch_too_long_for_iam_skips_its_project_not_the_fleet():
+    long_branch = "/".join(["${x}" * 90] * 3)  # git accepts it; escaped as ${$}{x} it outgrows IAM's 2,048 characters
+    inv = listing(p(1, "shop/evil", default_branch=long_branch), p(2, "shop/fine"))
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}", "tag:v*"]}), inv, "s")
+    assert [x.path for x in plan.projects] == ["shop/fine"]
+    assert reasons(plan) == {"shop/evil": "bad-default-branch"} and "over IAM's 2048" in plan.skipped[0].detail
+    refs = [f"branch:release/2024.{i:02d}" for i in range(40)]  # the stack's own refs are too many: the plan stops
+    with pytest.raises(PlanError, match="over IAM's 2048-character limit"):
+        build_plan(make_config(trust={"refs": ["branch:{default_branch}", *refs]}), inv, "s")

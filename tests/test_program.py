@@ -50,7 +50,8 @@ def iam_client():
 def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: str = ACCOUNT,
         existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None,
         write_stack_file: bool = True, previous_outputs: dict[str, Any] | None = None,
-        iam: Any = None, held_roles: dict[str, str] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
+        iam: Any = None, held_roles: dict[str, str] | None = None,
+        secret_outputs: list[str] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs.
 
     IAM is a fresh moto account unless `iam` (a client inside the caller's own mock_aws) is given, so that
@@ -64,10 +65,11 @@ def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: 
         with mock_aws():
             return run(tmp_path, config, stack=stack, caller=caller, existing_provider=existing_provider,
                        created=created, write_stack_file=False, previous_outputs=previous_outputs, iam=iam_client(),
-                       held_roles=held_roles)
+                       held_roles=held_roles, secret_outputs=secret_outputs)
     if existing_provider:
         iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
-    mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {}, held_roles=held_roles or {})
+    mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {}, held_roles=held_roles or {},
+                       secret_outputs=secret_outputs or [])
     if created is not None:
         created.append(mocks)
     pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False,
@@ -236,7 +238,7 @@ def test_clash_check_uses_the_running_config_not_a_file_of_its_own(shop, tmp_pat
     clashing = {**config, "fleet:variables": {"environmentScope": "production"}}
     (tmp_path / "stacks" / "Pulumi.other.yaml").write_text(yaml.safe_dump({"config": clashing}))
     created: list[FleetMocks] = []
-    with pytest.raises(pulumi.RunError, match=r"stack other \(group shop and its subgroups\) overlaps group shop"):
+    with pytest.raises(pulumi.RunError, match=r"stack other \(group shop and its subgroups\) could also take shop/cart, "):
         run(tmp_path, config, write_stack_file=False, created=created)
     assert created_nothing(created[0])
 
@@ -306,6 +308,12 @@ def test_names_already_deployed_win_over_the_rule(shop, tmp_path, moto_account):
     assert names["105"] == "gitlab-shop-api-gateway" and names["104"] == "gitlab-shop-api-gateway_104"
     assert names["107"] == "gitlab-shop-web-ui_107" and names["106"] == "gitlab-shop-web-ui_106"
     assert names["101"] == "gitlab-shop-cart"  # everyone else: the helper's name
+
+
+def test_names_kept_in_a_secret_output_are_read_too(shop, tmp_path, moto_account):
+    previous = {"roleNames": {"105": "gitlab-shop-api-gateway", "104": "gitlab-shop-api-gateway_104"}}
+    _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous, secret_outputs=["roleNames"])
+    assert outputs["roleNames"]["105"] == "gitlab-shop-api-gateway"
 
 
 def test_a_corrupt_role_names_output_is_refused(shop, tmp_path, moto_account):

@@ -10,6 +10,7 @@ import yaml
 from fleet.cli import main
 from fleet.errors import FleetError
 from fleet.inventory import parse_inventory
+from fleet.selection import select_projects
 from fleet.stacks import check_overlaps, config_target, other_targets, read_stack, stack_config
 from tests.gitlab_double import make_group, make_project
 
@@ -30,8 +31,9 @@ def listing(group: dict, *projects: dict):
 
 
 def check(stacks: Path, name: str, inventory, planned=None) -> None:
+    """The overlap check as plan runs it: for the projects the stack's own selection keeps (unless `planned`)."""
     config = stack_config(read_stack(stacks, name))
-    ids = [p.id for p in inventory.projects] if planned is None else planned
+    ids = [p.id for p in select_projects(config, inventory)[0]] if planned is None else planned
     check_overlaps(config_target(name, config), other_targets(stacks, name), inventory, ids)
 
 
@@ -42,9 +44,9 @@ PLATFORM = listing(GROUPS[1], make_project(10, "acme/platform/tools/ci", GROUPS)
 def test_a_group_and_its_subgroup_with_one_scope_overlap_both_ways(tmp_path):
     write(tmp_path, "all", "acme")
     write(tmp_path, "platform", "acme/platform")
-    with pytest.raises(FleetError, match=r"stack platform \(group acme/platform and its subgroups\) overlaps group acme"):
+    with pytest.raises(FleetError, match=r"stack platform \(group acme/platform and its subgroups\) could also take acme/platform/tools/ci"):
         check(tmp_path, "all", ACME)
-    with pytest.raises(FleetError, match=r"stack all \(group acme and its subgroups\) overlaps group acme/platform"):
+    with pytest.raises(FleetError, match=r"stack all \(group acme and its subgroups\) could also take acme/platform/tools/ci"):
         check(tmp_path, "platform", PLATFORM)
 
 
@@ -60,14 +62,14 @@ def test_disjoint_groups_scopes_instances_or_a_parent_without_subgroups_do_not_o
 def test_the_same_instance_is_recognised_however_its_url_is_spelt(tmp_path):
     write(tmp_path, "a", "acme/platform")
     write(tmp_path, "b", "ACME/Platform", url="HTTPS://GitLab.Example.com/")
-    with pytest.raises(FleetError, match="stack b .* overlaps group acme/platform"):
+    with pytest.raises(FleetError, match="stack b .* could also take acme/platform/tools/ci"):
         check(tmp_path, "a", PLATFORM)
 
 
 def test_a_group_named_by_id_is_placed_through_the_listing(tmp_path):
     write(tmp_path, "all", "acme")
     write(tmp_path, "tools", 3)  # acme/platform/tools, a namespace of a listed project
-    with pytest.raises(FleetError, match=r"stack tools \(group 3 and its subgroups\) overlaps group acme"):
+    with pytest.raises(FleetError, match=r"stack tools \(group 3 and its subgroups\) could also take acme/platform/tools/ci"):
         check(tmp_path, "all", ACME)
     write(tmp_path, "tools", 999)  # an id the listing cannot place: it could contain acme
     with pytest.raises(FleetError, match="names its group by an id this listing cannot place.*write fleet:gitlab.group of stack tools as a full path"):
@@ -115,7 +117,7 @@ def test_plan_refuses_overlapping_stacks_end_to_end(tmp_path, capsys):
     write(tmp_path, "web", "shop/web")
     inventory = str(Path(__file__).resolve().parent.parent / "samples/shop.inventory.json")
     assert main(["plan", "--stack", "shop", "--stacks-dir", str(tmp_path), "--inventory", inventory]) == 1
-    assert "stack web (group shop/web and its subgroups) overlaps group shop" in capsys.readouterr().err
+    assert "stack web (group shop/web and its subgroups) could also take shop/web/ui" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("line, message", [
@@ -158,3 +160,30 @@ def test_a_secret_fleet_value_is_refused_as_pulumi_up_refuses_it(tmp_path, capsy
         "    group: shop\n")
     assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 1
     assert "Pulumi.s.yaml: fleet:accountId: is a secret; fleet settings are plain values" in capsys.readouterr().err
+
+
+def test_a_parent_that_leaves_the_subgroup_out_does_not_overlap_it(tmp_path):
+    write(tmp_path, "all", "acme", exclude=["acme/platform/**"])
+    write(tmp_path, "platform", "acme/platform")
+    check(tmp_path, "all", ACME)
+    check(tmp_path, "platform", PLATFORM)
+    write(tmp_path, "all", "acme", exclude=["acme/web/**"])  # leaves out another subgroup: the overlap stands
+    with pytest.raises(FleetError, match="stack all .* could also take acme/platform/tools/ci"):
+        check(tmp_path, "platform", PLATFORM)
+
+
+def test_a_subgroup_project_shared_into_a_parent_that_takes_no_subgroups_is_not_its(tmp_path):
+    """`acme` (no subgroups, shared projects taken) skips acme/platform/x as a subgroup project, shared or not."""
+    write(tmp_path, "acme", "acme", includeSubgroups=False, includeShared=True)
+    write(tmp_path, "platform", "acme/platform")
+    x = make_project(12, "acme/platform/x", GROUPS, shared_with=[GROUPS[0]])
+    check(tmp_path, "platform", listing(GROUPS[1], x))
+
+
+def test_a_group_id_is_refused_when_the_listing_cannot_say_which_groups_hold_its_projects(tmp_path):
+    write(tmp_path, "acme", "acme", includeSubgroups=False)
+    write(tmp_path, "by-id", 1, includeSubgroups=False)  # the same group, named by id
+    inventory = parse_inventory({"group": {"id": None, "full_path": "acme"},  # an API that serves only the listing
+                                 "projects": [{**make_project(11, "acme/shop", GROUPS), "namespace": None}]})
+    with pytest.raises(FleetError, match="stack by-id .* names its group by an id this listing cannot place"):
+        check(tmp_path, "acme", inventory)

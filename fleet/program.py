@@ -88,21 +88,26 @@ def previous_outputs() -> tuple[dict[str, Any], str]:
     return outputs, f"the outputs of stack {name}"
 
 
+def role_tags(name: str) -> dict[str, str] | None:
+    """The tags of the role `name` in the account, None when it cannot be read (e.g. deleted by hand)."""
+    try:
+        return dict(aws.iam.get_role(name=name).tags or {})
+    except Exception:  # the SDK raises a plain Exception for a failed invoke
+        return None
+
+
 def role_owner(name: str) -> int | None:
     """The project a role of this program belongs to, from its gitlab-project-id tag (None when unknown)."""
-    try:
-        tags = aws.iam.get_role(name=name).tags or {}
-    except Exception:  # the SDK raises a plain Exception for a failed invoke, e.g. a role deleted by hand
-        return None
-    owner = tags.get("gitlab-project-id", "")
+    owner = (role_tags(name) or {}).get("gitlab-project-id", "")
     return int(owner) if owner.isascii() and owner.isdigit() else None
 
 
 def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
-    """Refuse names held in the account by a role this stack did not make (another stack, or by hand).
+    """Refuse names held in the account by a role this stack does not hold (another stack's, or one made by hand).
 
-    Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A role found with
-    this stack's tags for the same project (a run that failed before recording its outputs) is ours.
+    Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A project's own deployed
+    name is its own; so is a role tagged with this stack and this project (one a failed run created, which
+    the state holds although the outputs do not say so).
     """
     existing = {name.casefold(): name for name in aws.iam.get_roles().names}
     clashes = []
@@ -110,7 +115,7 @@ def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
         name = project.role_name
         if name.casefold() not in existing or deployed.names.get(project.id, "").casefold() == name.casefold():
             continue
-        tags = aws.iam.get_role(name=existing[name.casefold()]).tags or {}
+        tags = role_tags(existing[name.casefold()]) or {}
         if tags.get("fleet-stack") == plan.stack and tags.get("gitlab-project-id") == str(project.id):
             continue
         owner = (f"stack {tags['fleet-stack']}, project {tags.get('gitlab-project-path', '?')}"

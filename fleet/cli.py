@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import is_numeric_id
+from .config import FleetConfig, is_numeric_id
 from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
 from .errors import FleetError
@@ -87,18 +87,22 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _list_group(config: FleetConfig) -> Inventory:
+    """The group's listing from GitLab, with the token from GITLAB_TOKEN (refused before any request without one)."""
+    return fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN")))
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stack = read_stack(args.stacks_dir, args.stack)
     config = stack_config(stack, _overrides(args))
     if args.command == "inventory":
-        inventory = fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN")))
+        inventory = _list_group(config)
         json.dump(inventory.raw, sys.stdout, indent=1)
         sys.stdout.write("\n")
         return 0
     others = other_targets(args.stacks_dir, args.stack)
-    listing: Inventory = (load_inventory(args.inventory) if args.inventory
-                          else fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN"))))
+    listing = load_inventory(args.inventory) if args.inventory else _list_group(config)
     deployed = load_deployed(args.deployed, listing.projects) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed)
     if deployed is None:

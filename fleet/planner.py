@@ -46,9 +46,9 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         else:
             skipped.append(Skipped(p.id, p.path, "no-refs", "no default branch (empty repository) and fleet:trust.refs allows only {default_branch}"))
     # Names are decided over every listed project, so skipping one never renames another.
+    deployed = deployed or Deployed()
     try:
-        names = assign_role_names(((p.id, p.path) for p in inventory.projects),
-                                  deployed.names if deployed else None, deployed.reserved if deployed else ())
+        names = assign_role_names(((p.id, p.path) for p in inventory.projects), deployed.names, deployed.reserved)
     except ValueError as err:
         raise PlanError(f"the deployed role names cannot be used: {err}") from err
     provider = config.oidc.provider_arn or provider_arn(config.account_id, config.issuer)

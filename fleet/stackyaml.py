@@ -212,9 +212,7 @@ class _Reader:
 
     def key(self, node: ScalarNode, where: str, strict: bool) -> str | None:
         """A map key as the text Pulumi gives it (Go's %v of the decoded key); strings only under fleet:*."""
-        if strict and not self.check_plain(node, where):
-            return None
-        scalar = self.resolve(node, where)
+        scalar = self.checked(node, where, strict)
         if scalar is None:
             return None
         kind, value = scalar
@@ -231,9 +229,7 @@ class _Reader:
 
     def scalar(self, node: ScalarNode, where: str, strict: bool) -> Json:
         """A nested scalar as yaml.v3 decodes it into interface{}."""
-        if strict and not self.check_plain(node, where):
-            return None
-        scalar = self.resolve(node, where)
+        scalar = self.checked(node, where, strict)
         if scalar is None:
             return None
         _, value = scalar
@@ -242,6 +238,12 @@ class _Reader:
                                      "program as JSON; quote it or write a finite number")
             return None
         return value
+
+    def checked(self, node: ScalarNode, where: str, strict: bool) -> Scalar | None:
+        """`resolve`, after refusing (under fleet:*, `strict`) a plain scalar the two readers read differently."""
+        if strict and not self.check_plain(node, where):
+            return None
+        return self.resolve(node, where)
 
     def resolve(self, node: ScalarNode, where: str) -> Scalar | None:
         """yaml.v3's reading of a scalar (its tag as written, then its text); None after reporting what Pulumi

@@ -207,13 +207,19 @@ def test_timeouts_are_retried(shop):
         "GitLab GET /groups/shop/projects: no answer within 1.5 s; retry 1 of 4 in 1.0 s"]
 
 
-def test_a_slow_server_fails_within_the_announced_budget(shop):
-    shop.faults.append(Fault(count=100, delay=1.0))
+def timed_failure(config: GitLabConfig, match: str) -> tuple[float, list[str]]:
+    """Seconds until the listing fails with `match`, and the progress messages it printed."""
     messages: list[str] = []
     start = time.monotonic()
-    with pytest.raises(DiscoveryError, match=r"did not answer within 0.2 s while listing .* after 2 retries.*fleet:gitlab.timeout"):
-        fetch_inventory(cfg(shop, timeout=0.2, max_retries=2), TOKEN, progress=messages.append)
-    elapsed = time.monotonic() - start
+    with pytest.raises(DiscoveryError, match=match):
+        fetch_inventory(config, TOKEN, progress=messages.append)
+    return time.monotonic() - start, messages
+
+
+def test_a_slow_server_fails_within_the_announced_budget(shop):
+    shop.faults.append(Fault(count=100, delay=1.0))
+    elapsed, messages = timed_failure(cfg(shop, timeout=0.2, max_retries=2),
+                                      r"did not answer within 0.2 s while listing .* after 2 retries.*fleet:gitlab.timeout")
     budget = float(re.search(r"at most (\d+) s per request", messages[0]).group(1))
     assert elapsed <= budget
     assert [m for m in messages if "retry" in m] == [
@@ -224,11 +230,7 @@ def test_a_slow_server_fails_within_the_announced_budget(shop):
 def test_a_server_that_drips_its_answer_is_given_up_at_the_deadline(shop):
     """requests' timeout bounds each wait for bytes; a byte every 0.05 s never trips it. The deadline does."""
     shop.faults.append(Fault(count=100, drip=0.05))
-    messages: list[str] = []
-    start = time.monotonic()
-    with pytest.raises(DiscoveryError, match=r"did not answer within 0.3 s .* after 1 retries"):
-        fetch_inventory(cfg(shop, timeout=0.3, max_retries=1), TOKEN, progress=messages.append)
-    elapsed = time.monotonic() - start
+    elapsed, messages = timed_failure(cfg(shop, timeout=0.3, max_retries=1), r"did not answer within 0.3 s .* after 1 retries")
     assert "at most 61 s per request" in messages[0]  # 2 x 0.3 s + 1 x 60 s
     assert elapsed < 10  # two attempts of 0.3 s and a wait of 1 s; the whole dripped answer would take 100 s
 

@@ -6,24 +6,70 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn, TypeVar
 
-from .config import FleetConfig, is_numeric_id
+from .config import FleetConfig, account_problem, group_problem, is_numeric_id, normalise_url
 from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
-from .errors import FleetError
+from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, load_inventory
 from .planner import build_plan
 from .render import render_json, render_table
-from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, other_targets, read_stack, stack_config
+from .stacks import (
+    DEFAULT_STACKS_DIR,
+    check_overlaps,
+    config_target,
+    display_path,
+    list_stacks,
+    other_targets,
+    read_stack,
+    stack_config,
+    stack_path,
+)
+
+T = TypeVar("T")
+
+EXIT_CODES = f"""exit codes:
+  0   done
+  1   an error while working: GitLab unreachable or refusing, an incomplete listing, a plan that
+      cannot be made safely, overlapping stacks, an unreadable --inventory or --deployed file
+  2   not used for errors (reserved for `drift`: drift found)
+  {UsageError.exit_code}  usage: an unknown command, flag or stack, or a bad flag value (the message names the flag)
+  {ConfigError.exit_code}  configuration: the stack file is invalid (each problem names the file and the key to edit)"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on their own exit code (2 is `drift`'s "drift found")."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(UsageError.exit_code, f"{self.prog}: error: {message}\n")
+
+
+def _checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
+    """An argparse type that refuses a value with the same words as the stack file's validation."""
+    def check(text: str) -> str:
+        wrong = problem(text)
+        if wrong:
+            raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not allowed; {wrong}")
+        return text
+    return check
+
+
+def _api_url(text: str) -> str:
+    url, wrong = normalise_url(text, issuer=False)
+    if url is None:
+        raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not allowed; {wrong}")
+    return url
 
 
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not a number of seconds") from None
     if not 0 < value <= 600:
         raise argparse.ArgumentTypeError(f"{text} is not allowed; expected more than 0 and at most 600 seconds")
     return value
@@ -31,14 +77,14 @@ def _positive_seconds(text: str) -> float:
 
 def _retries(text: str) -> int:
     if not text.isascii() or not text.isdigit() or int(text) > 10:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; expected a whole number from 0 to 10")
+        raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not allowed; expected a whole number from 0 to 10")
     return int(text)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<NAME>.yaml")
-    parser.add_argument("--api-url", help="GitLab API base to list projects from (overrides fleet:gitlab.apiUrl)")
-    parser.add_argument("--group", help="group full path or id (overrides fleet:gitlab.group; a what-if: the "
+    parser.add_argument("--api-url", type=_api_url, help="GitLab API base to list projects from (overrides fleet:gitlab.apiUrl)")
+    parser.add_argument("--group", type=_checked(group_problem), help="group full path or id (overrides fleet:gitlab.group; a what-if: the "
                                         "overlap check with other stacks is skipped)")
     parser.add_argument("--timeout", type=_positive_seconds, metavar="SECONDS",
                         help="seconds per GitLab request attempt (overrides fleet:gitlab.timeout, default 20)")
@@ -49,17 +95,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m fleet",
+    parser = _Parser(
+        prog="python -m fleet", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="gitlab-aws-oidc-fleet: one keyless, least-privilege AWS role per GitLab project.",
-        epilog="The GitLab token is read from GITLAB_TOKEN (the stack secret gitlab:token is read only by `pulumi up`). "
-               "Nothing here touches AWS.")
+        epilog="The GitLab token is read from GITLAB_TOKEN (the stack secret gitlab:token is read only by `pulumi up`).\n"
+               f"Nothing here touches AWS.\n\n{EXIT_CODES}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show what the stack would declare, offline (no AWS credentials)",
                                description="Compute exactly what `pulumi up` would declare for a stack, with no AWS access.")
     _common(plan)
-    plan.add_argument("--account-id", help="AWS account id (overrides fleet:accountId)")
+    plan.add_argument("--account-id", type=_checked(account_problem), help="AWS account id (overrides fleet:accountId)")
     plan.add_argument("--inventory", metavar="FILE", help="read a saved project listing instead of calling GitLab")
     plan.add_argument("--deployed", metavar="FILE",
                       help="the stack's outputs (`pulumi stack output --json > FILE`): role names already deployed "
@@ -92,8 +138,20 @@ def _list_group(config: FleetConfig) -> Inventory:
     return fetch_inventory(config.gitlab, resolve_token(os.environ.get("GITLAB_TOKEN")))
 
 
+def _from_flag(flag: str, load: Callable[[str], T], value: str) -> T:
+    """`load(value)`, its errors naming the flag that gave the value."""
+    try:
+        return load(value)
+    except FleetError as err:
+        raise type(err)(f"{flag}: {err}") from err
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not stack_path(args.stacks_dir, args.stack).is_file():
+        known = ", ".join(list_stacks(args.stacks_dir)) or "none"
+        raise UsageError(f"--stack: no stack file {display_path(stack_path(args.stacks_dir, args.stack))} "
+                         f"(stacks in {display_path(args.stacks_dir)}: {known})")
     stack = read_stack(args.stacks_dir, args.stack)
     config = stack_config(stack, _overrides(args))
     if args.command == "inventory":
@@ -102,8 +160,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     others = other_targets(args.stacks_dir, args.stack)
-    listing = load_inventory(args.inventory) if args.inventory else _list_group(config)
-    deployed = load_deployed(args.deployed, listing.projects) if args.deployed else None
+    listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
+    deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed)
     if deployed is None:
         print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "
@@ -121,4 +179,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(argv)
     except FleetError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return err.exit_code

@@ -6,6 +6,8 @@ All problems are collected and reported together; nothing is planned from invali
 
 from __future__ import annotations
 
+import difflib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,12 +112,79 @@ SECTIONS: dict[str, dict[str, Any]] = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEY
 TOP_LEVEL_KEYS = ("accountId", *SECTIONS)
 
 
+REQUIRED = ("accountId", "gitlab.url", "gitlab.group")
+# A value the shipped example stacks hold until it is edited, e.g. "<your 12-digit AWS account id>".
+_PLACEHOLDER_RE = re.compile(r"<[^<>\n]+>")
+
+
+class Missing:
+    """A key the stack file does not set (told apart from one set to null)."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING = Missing()
+
+
+def spell(value: Any) -> str:
+    """A value as YAML spells it (`null`, `true`, `"12"`, `["a"]`), or `missing`."""
+    if isinstance(value, Missing):
+        return "missing"
+    try:
+        return json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def is_placeholder(value: Any) -> bool:
+    return isinstance(value, str) and _PLACEHOLDER_RE.fullmatch(value) is not None
+
+
+def did_you_mean(key: str, known: list[str]) -> str | None:
+    """The known key a misspelt one was meant to be: same letters in another case, or a close spelling."""
+    folded = [k for k in known if k.casefold() == key.casefold()]
+    close = folded or difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _meant(key: str, section: str | None) -> str | None:
+    """`accountId` for `accountID`, `gitlab.url` for `gitlab.URL`, `oidc.audience` for `gitlab.audience`."""
+    if section is None:
+        near = did_you_mean(key, list(TOP_LEVEL_KEYS))
+        elsewhere = [f"{name}.{key}" for name, keys in SECTIONS.items() if key in keys]
+    else:
+        near = did_you_mean(key, list(SECTIONS[section]))
+        near = f"{section}.{near}" if near else None
+        elsewhere = [f"{name}.{key}" for name, keys in SECTIONS.items() if name != section and key in keys]
+    return near or (elsewhere[0] if elsewhere else None)
+
+
 class _Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
+        self.meant: set[str] = set()  # keys a misspelt key was meant to be: no knock-on "missing" for them
 
     def add(self, key: str, value: Any, allowed: str) -> None:
-        self.items.append(f"fleet:{key}: {value!r} is not allowed; {allowed}")
+        if isinstance(value, Missing):
+            if key not in self.meant and key.split(".")[0] not in self.meant:
+                self.items.append(f"fleet:{key}: missing; {allowed}")
+        elif is_placeholder(value):
+            self.items.append(f"fleet:{key}: {spell(value)} is the example's placeholder; set your own value: {allowed}")
+        else:
+            self.items.append(f"fleet:{key}: {spell(value)} is not allowed; {allowed}")
+
+    def unknown(self, key: str, section: str | None, value: Any) -> None:
+        where = f"fleet:{section}" if section else "fleet:*"
+        known = SECTIONS[section] if section else TOP_LEVEL_KEYS
+        meant = _meant(key, section)
+        if meant:
+            self.meant.add(meant)
+            hint = f"did you mean fleet:{meant}?"
+        else:
+            hint = f"known keys of {where} are {', '.join(known)}"
+        name = f"{section}.{key}" if section else key
+        self.items.append(f"fleet:{name}: unknown key (set to {spell(value)}); {hint}")
 
 
 def _section(raw: Mapping[str, Any], name: str, problems: _Problems) -> dict[str, Any]:
@@ -123,14 +192,14 @@ def _section(raw: Mapping[str, Any], name: str, problems: _Problems) -> dict[str
     value = raw.get(name)
     if value is None:
         value = {}
+    out: dict[str, Any] = {key: MISSING if f"{name}.{key}" in REQUIRED else default for key, default in keys.items()}
     if not isinstance(value, Mapping):
         problems.add(name, value, f"expected an object with keys {', '.join(keys)}")
-        return dict(keys)
-    out = dict(keys)
+        return out
     for key, item in value.items():
         if key not in keys:
-            problems.add(f"{name}.{key}", item, f"unknown key; known keys of fleet:{name} are {', '.join(keys)}")
-        elif item is not None:
+            problems.unknown(key, name, item)
+        elif item is not None or f"{name}.{key}" in REQUIRED:
             out[key] = item
     return out
 
@@ -154,6 +223,25 @@ def _bool(section: dict[str, Any], name: str, key: str, problems: _Problems) -> 
     return value
 
 
+def account_problem(value: Any) -> str | None:
+    """What is wrong with an AWS account id, or None."""
+    if isinstance(value, str) and _ACCOUNT_RE.fullmatch(value):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return 'quote it: a 12-digit string such as "012345678901" (YAML drops leading zeros of numbers)'
+    return "expected the AWS account id, a string of 12 digits"
+
+
+def group_problem(value: Any) -> str | None:
+    """What is wrong with a group reference (full path or numeric id), or None."""
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and 0 < value < 10**19)
+        or (isinstance(value, str) and (_GROUP_PATH_RE.fullmatch(value) or is_numeric_id(value)))
+    ):
+        return "expected the group's full path (e.g. acme/platform) or its numeric id"
+    return None
+
+
 def is_numeric_id(value: str) -> bool:
     """True for a GitLab numeric id written in ASCII digits (not a path)."""
     return _NUMERIC_ID_RE.fullmatch(value) is not None
@@ -172,7 +260,7 @@ def normalise_url(value: Any, *, issuer: bool) -> tuple[str | None, str]:
     parts = urlsplit(value)
     schemes = ("https",) if issuer else ("https", "http")
     if parts.scheme.lower() not in schemes:
-        return None, f"expected {' or '.join(s + '://' for s in schemes)}"
+        return None, f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}"
     if "?" in value or "#" in value:
         return None, "expected no query (?) or fragment (#)"
     if "@" in parts.netloc:
@@ -204,19 +292,36 @@ def _other_partition(arn: Any) -> bool:
     return match is not None and match.group(1) != "aws"
 
 
-def parse_ref(text: Any) -> RefRule | None:
-    """A ref rule from its text, or None when the text is not one."""
-    if not isinstance(text, str) or ":" not in text:
-        return None
-    ref_type, _, pattern = text.partition(":")
-    if ref_type not in REF_TYPES or not pattern:
-        return None
+def parse_ref(text: Any) -> RefRule | str:
+    """A ref rule from its text, or what is wrong with the text."""
+    if not isinstance(text, str):
+        return f"expected a string such as \"branch:main\"; use {ALLOWED_REFS}"
+    ref_type, colon, pattern = text.partition(":")
+    if not colon:
+        for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+            if text.startswith(prefix):
+                return f"did you mean \"{kind}:{text.removeprefix(prefix)}\"? GitLab's tokens name the ref without {prefix}"
+        if text and not ref_problem(text, globs=True):
+            return f"did you mean \"branch:{text}\" (or \"tag:{text}\")? A rule says whether it allows a branch or a tag"
+        return f"use {ALLOWED_REFS}"
+    if ref_type not in REF_TYPES:
+        near = did_you_mean(ref_type, list(REF_TYPES))
+        hint = f"did you mean \"{near}:{pattern}\"? " if near else ""
+        return f"{hint}{ref_type!r} is not a ref type: use {ALLOWED_REFS}"
     if pattern == DEFAULT_BRANCH:
-        return RefRule(ref_type, pattern) if ref_type == "branch" else None
-    if "{" in pattern or "}" in pattern or "$" in pattern or not pattern.isprintable():
-        return None
-    if ref_problem(pattern, globs=True):
-        return None
+        return RefRule(ref_type, pattern) if ref_type == "branch" else "{default_branch} is a branch: write \"branch:{default_branch}\""
+    if not pattern:
+        return f"the name after {ref_type}: is empty; write e.g. \"{ref_type}:main\", or \"{ref_type}:*\" for every {ref_type}"
+    if "[" in pattern:
+        return ("character classes such as [0-9] are not globs here: IAM's StringLike knows only '*' (any characters, "
+                "'/' included) and '?' (one character)")
+    if "{" in pattern or "}" in pattern or "$" in pattern:
+        return "'$', '{' and '}' are refused: only \"branch:{default_branch}\" is a placeholder, and IAM reads ${...} as a policy variable"
+    if not pattern.isprintable():
+        return "it holds a line break or another control character"
+    wrong = ref_problem(pattern, globs=True)
+    if wrong:
+        return f"{wrong}; names follow git's ref rules, '*' and '?' are globs"
     return RefRule(ref_type, pattern)
 
 
@@ -225,13 +330,12 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     problems = _Problems()
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            problems.add(key, raw[key], f"unknown key; known keys are {', '.join('fleet:' + k for k in TOP_LEVEL_KEYS)}")
+            problems.unknown(key, None, raw[key])
 
-    account_id = raw.get("accountId")
-    if isinstance(account_id, int) and not isinstance(account_id, bool):
-        problems.add("accountId", account_id, 'quote it: a 12-digit string such as "012345678901" (YAML drops leading zeros of numbers)')
-    elif not isinstance(account_id, str) or not _ACCOUNT_RE.fullmatch(account_id):
-        problems.add("accountId", account_id, "expected the AWS account id, a string of 12 digits")
+    account_id = raw.get("accountId", MISSING)
+    wrong = account_problem(account_id)
+    if wrong:
+        problems.add("accountId", account_id, wrong)
 
     gl = _section(raw, "gitlab", problems)
     url = _url(gl["url"], "gitlab.url", problems, issuer=True)
@@ -243,11 +347,9 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         if api_url is not None:
             api_url = api_url.removesuffix("/api/v4")
     group = gl["group"]
-    if isinstance(group, bool) or not (
-        (isinstance(group, int) and 0 < group < 10**19)
-        or (isinstance(group, str) and (_GROUP_PATH_RE.fullmatch(group) or is_numeric_id(group)))
-    ):
-        problems.add("gitlab.group", group, "expected the group's full path (e.g. acme/platform) or its numeric id")
+    wrong = group_problem(group)
+    if wrong:
+        problems.add("gitlab.group", group, wrong)
         group = ""
     exclude = gl["exclude"]
     if not isinstance(exclude, list) or not all(isinstance(e, str) and e.strip() for e in exclude):
@@ -290,8 +392,8 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
     else:
         for i, text in enumerate(tr["refs"]):
             rule = parse_ref(text)
-            if rule is None:
-                problems.add(f"trust.refs[{i}]", text, f"use {ALLOWED_REFS}; names follow git's ref rules (no spaces, ':', '..', '$', braces), '*' and '?' are globs")
+            if isinstance(rule, str):
+                problems.add(f"trust.refs[{i}]", text, rule)
             elif rule not in refs:
                 refs.append(rule)
 

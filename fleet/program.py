@@ -21,11 +21,11 @@ from .config import FleetConfig, parse_config
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
 from .deployed import ROLES_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
-from .errors import FleetError
+from .errors import ConfigError, FleetError
 from .plan import Plan
 from .planner import build_plan
 from .resources import declare
-from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, fleet_values, other_targets
+from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
 
 
 def config_from_pulumi() -> FleetConfig:
@@ -36,7 +36,10 @@ def config_from_pulumi() -> FleetConfig:
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
     strings = {key: value for key in keys if key.startswith("fleet:") and (value := runtime_config.get_config(key)) is not None}
     secret = [key for key in strings if runtime_config.is_config_secret(key)]
-    return parse_config(fleet_values(strings, secret))
+    try:
+        return parse_config(fleet_values(strings, secret))
+    except ConfigError as err:
+        raise err.in_file(display_path(stack_path(DEFAULT_STACKS_DIR, pulumi.get_stack()))) from err
 
 
 def gitlab_token() -> str:

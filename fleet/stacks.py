@@ -35,6 +35,14 @@ def stack_path(stacks_dir: Path, name: str) -> Path:
     return stacks_dir / f"Pulumi.{name}.yaml"
 
 
+def display_path(path: Path) -> str:
+    """A path as a user at the current directory would type it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def read_stack(stacks_dir: Path, name: str) -> StackFile:
     path = stack_path(stacks_dir, name)
     try:
@@ -94,7 +102,7 @@ def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None) -
                 raw[section] = value
         return parse_config(raw)
     except ConfigError as err:
-        raise ConfigError([f"{stack.path.name}: {p}" for p in err.problems]) from err
+        raise err.in_file(display_path(stack.path)) from err
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import Any, Union
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .errors import FleetError
+from .config import did_you_mean
+from .errors import StackFileError
 
 FLEET_PREFIX = "fleet:"
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt")  # what a stack file may hold
@@ -52,7 +53,7 @@ def read_stack_config(text: str, source: str) -> dict[str, str | Secret]:
         loader = _Loader(text)  # checks the characters of the text already
         root = loader.get_single_node()
     except yaml.YAMLError as err:
-        raise FleetError(f"{source} is not valid YAML: {err}") from err
+        raise StackFileError(f"{source} is not valid YAML: {err}") from err
     try:
         return _Reader(source, loader).stack_config(root)
     finally:
@@ -96,14 +97,15 @@ class _Reader:
                 if key_node.value == "config":
                     config = value_node
                 elif key_node.value == "environment":
-                    raise FleetError(f"{self.source}: it imports Pulumi ESC environments (environment:), whose values "
-                                     "`pulumi up` reads and this tool cannot; write the fleet:* values in the file, "
+                    raise StackFileError(f"{self.source}: it imports Pulumi ESC environments (environment:), whose values "
+                                      "`pulumi up` reads and this tool cannot; write the fleet:* values in the file, "
                                      "or check the stack with `pulumi preview`")
                 elif key_node.value not in STACK_FILE_KEYS:
-                    raise FleetError(f"{self.source}: unknown top-level key {key_node.value!r}; a stack file has "
-                                     f"{', '.join(STACK_FILE_KEYS)}")
+                    near = did_you_mean(str(key_node.value), list(STACK_FILE_KEYS))
+                    hint = f"did you mean {near}?" if near else f"a stack file has {', '.join(STACK_FILE_KEYS)}"
+                    raise StackFileError(f"{self.source}: unknown top-level key {key_node.value!r}; {hint}")
         if not isinstance(config, MappingNode):
-            raise FleetError(f"{self.source}: expected a top-level 'config:' map")
+            raise StackFileError(f"{self.source}: expected a top-level 'config:' map")
         out: dict[str, str | Secret] = {}
         for key_node, value_node in self.pairs(config, ""):
             key = key_node.value
@@ -118,7 +120,7 @@ class _Reader:
             if value is not None:
                 out[key] = value
         if self.problems:
-            raise FleetError(f"{self.source}: these config values would be read differently by `pulumi up`, "
+            raise StackFileError(f"{self.source}: these config values would be read differently by `pulumi up`, "
                              "or refused by it:\n" + "\n".join(self.problems))
         return out
 
@@ -162,7 +164,7 @@ class _Reader:
         """A nested value as yaml.v3 decodes it into interface{} (what Pulumi marshals to JSON)."""
         self.budget -= 1
         if self.budget < 0:
-            raise FleetError(f"{self.source}: the config expands to more than {MAX_VALUES} values through aliases; "
+            raise StackFileError(f"{self.source}: the config expands to more than {MAX_VALUES} values through aliases; "
                              "Pulumi refuses such files, write the values out")
         if id(node) in active:
             self.report(where, node, "an alias refers to a value that contains it, which Pulumi cannot read; "

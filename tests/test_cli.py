@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,20 +162,44 @@ def test_two_stacks_on_the_same_group_and_scope_are_refused(tmp_path, capsys):
     assert "overlap check with other stacks is skipped" in capsys.readouterr().err
 
 
-def test_user_errors_are_one_message_and_exit_1(tmp_path, capsys):
+def test_user_errors_are_one_message_with_the_documented_exit_code(tmp_path, capsys):
     stacks = tmp_path / "stacks"
     write_stack(stacks, "bad", gitlab={"url": "https://gitlab.example.com", "group": "shop"}, role={"maxSessionDuration": 10})
-    assert main(["plan", "--stack", "bad", "--stacks-dir", str(stacks), "--inventory", "x.json"]) == 1
+    assert main(["plan", "--stack", "bad", "--stacks-dir", str(stacks), "--inventory", "x.json"]) == 78
     assert "Pulumi.bad.yaml: fleet:role.maxSessionDuration: 10 is not allowed" in capsys.readouterr().err
-    assert main(["plan", "--stack", "nope", "--stacks-dir", str(stacks)]) == 1
+    assert main(["plan", "--stack", "nope", "--stacks-dir", str(stacks)]) == 64
     err = capsys.readouterr().err
-    assert "no stack file" in err and "Pulumi.nope.yaml" in err and "bad" in err
+    assert err.startswith("error: --stack: no stack file") and "Pulumi.nope.yaml" in err and "bad" in err
     write_stack(stacks, "good", gitlab={"url": "https://gitlab.example.com", "group": "acme"})
     assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json")]) == 1
     assert "the listing is of group shop, but fleet:gitlab.group is acme" in capsys.readouterr().err
     (tmp_path / "broken.json").write_text('{"group": "acme", "projects": [{"id": "7"}]}')
     assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "broken.json")]) == 1
-    assert "project #0: field 'id' is '7'; expected a positive integer" in capsys.readouterr().err
+    assert "error: --inventory: " in (err := capsys.readouterr().err) and "project #0: field 'id' is '7'; expected a positive integer" in err
+    assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json"),
+                 "--group", "shop", "--deployed", str(tmp_path / "missing.json")]) == 1
+    assert capsys.readouterr().err.startswith("error: --deployed: cannot read stack outputs")
+
+
+@pytest.mark.parametrize("flag, value, expected", [
+    ("--api-url", "https://host/gitlab?x=1", 'argument --api-url: "https://host/gitlab?x=1" is not allowed; expected no query'),
+    ("--api-url", "gitlab.example.com", 'argument --api-url: "gitlab.example.com" is not allowed; expected a URL starting with https:// or http://'),
+    ("--group", "acme/ bad", 'argument --group: "acme/ bad" is not allowed; expected the group\'s full path'),
+    ("--account-id", "12345", 'argument --account-id: "12345" is not allowed; expected the AWS account id'),
+    ("--format", "yaml", "argument --format: invalid choice: 'yaml'"),
+])
+def test_a_bad_flag_value_names_the_flag_not_the_stack_file(tmp_path, flag, value, expected):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "good", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    result = run_cli("plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", "samples/shop.inventory.json", flag, value)
+    assert result.returncode == 64 and expected in result.stderr, result.stderr
+    assert "Pulumi.good.yaml" not in result.stderr
+
+
+def test_help_documents_the_exit_codes():
+    help_text = run_cli("--help").stdout
+    for code in ("0", "1", "2", "64", "78"):
+        assert f"\n  {code} " in help_text, help_text
 
 
 def test_help_lists_both_commands():
@@ -185,15 +210,34 @@ def test_help_lists_both_commands():
         assert flag in result.stdout
 
 
-def test_shipped_stacks_are_valid_and_do_not_overlap():
+@pytest.mark.parametrize("name", ["dev", "prod"])
+def test_shipped_example_stacks_are_refused_until_edited_naming_the_file_and_each_value(name):
+    result = run_cli("plan", "--stack", name, token=None)
+    assert result.returncode == 78, result.stderr
+    edits = [line for line in result.stderr.splitlines() if line.startswith(f"  - edit stacks/Pulumi.{name}.yaml: ")]
+    keys = {line.split(": ")[1] for line in edits}
+    assert {"fleet:accountId", "fleet:gitlab.url", "fleet:gitlab.group"} <= keys, result.stderr
+    assert all("is the example's placeholder; set your own value" in line for line in edits)
+    assert "listing projects" not in result.stderr  # refused before any request
+
+
+def test_shipped_stacks_once_edited_are_valid_and_do_not_overlap(tmp_path):
     from fleet.inventory import parse_inventory
-    from fleet.stacks import (DEFAULT_STACKS_DIR, check_overlaps, config_target, list_stacks, other_targets, read_stack,
-                              stack_config)
+    from fleet.stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, list_stacks, other_targets, read_stack, stack_config
     assert {"dev", "prod", "demo"} <= set(list_stacks(DEFAULT_STACKS_DIR))
-    configs = {name: stack_config(read_stack(DEFAULT_STACKS_DIR, name)) for name in ("dev", "prod", "demo")}
+    filled = {"dev": "111111111111", "prod": "222222222222"}
+    for name in ("dev", "prod", "demo"):
+        text = (DEFAULT_STACKS_DIR / f"Pulumi.{name}.yaml").read_text()
+        text = re.sub(r'"<[^"]*AWS account id[^"]*>"', f'"{filled.get(name, "")}"', text)
+        text = text.replace('"<https://your-gitlab-instance>"', "https://gitlab.example.com")
+        text = text.replace('"<your group\'s full path or id>"', "acme")
+        text = re.sub(r'"<arn of your boundary policy, or null>"', "arn:aws:iam::222222222222:policy/gitlab-ci-boundary", text)
+        assert "<" not in text.split("config:", 1)[1].replace("# e.g.", ""), text
+        (tmp_path / f"Pulumi.{name}.yaml").write_text(text)
+    configs = {name: stack_config(read_stack(tmp_path, name)) for name in ("dev", "prod", "demo")}
     for name, config in configs.items():
         group = parse_inventory({"group": {"id": None, "full_path": config.gitlab.group}, "projects": []})
-        check_overlaps(config_target(name, config), other_targets(DEFAULT_STACKS_DIR, name), group, [])
+        check_overlaps(config_target(name, config), other_targets(tmp_path, name), group, [])
     assert configs["dev"].account_id != configs["prod"].account_id
     assert configs["dev"].refs != configs["prod"].refs
     assert configs["dev"].variables.environment_scope != configs["prod"].variables.environment_scope
@@ -277,9 +321,9 @@ def test_timeout_and_retries_flags_override_the_stack_and_name_the_flag(shop, tm
                  "--timeout", "0.1", "--max-retries", "0"]) == 1
     assert "did not answer within 0.1 s while listing the projects of 'shop'" in capsys.readouterr().err
     result = run_cli("plan", "--stack", "t", "--stacks-dir", str(stacks), "--timeout", "0")
-    assert result.returncode == 2 and "argument --timeout: 0 is not allowed; expected more than 0" in result.stderr
+    assert result.returncode == 64 and "argument --timeout: 0 is not allowed; expected more than 0" in result.stderr
     result = run_cli("plan", "--stack", "t", "--stacks-dir", str(stacks), "--max-retries", "٣")
-    assert result.returncode == 2 and "argument --max-retries: '٣' is not allowed" in result.stderr
+    assert result.returncode == 64 and 'argument --max-retries: "\\u0663" is not allowed' in result.stderr
 
 
 def test_an_old_stacks_suffixed_name_follows_its_project_through_a_rename(tmp_path, capsys):

@@ -1,5 +1,7 @@
 """Stack configuration: defaults, and errors that name the key, the value and what is allowed."""
 
+import json
+
 import pytest
 
 from fleet.config import RefRule
@@ -31,26 +33,26 @@ def test_issuer_trailing_slash_and_api_url_suffix_are_normalised():
 
 
 @pytest.mark.parametrize("sections, expected", [
-    ({"accountId": 111111111111}, "fleet:accountId: 111111111111 is not allowed; quote it"),
-    ({"accountId": "1234"}, "fleet:accountId: '1234' is not allowed; expected the AWS account id"),
-    ({"gitlab": {"url": "http://gitlab.example.com"}}, "fleet:gitlab.url: 'http://gitlab.example.com' is not allowed"),
-    ({"gitlab": {"group": "acme/ bad"}}, "fleet:gitlab.group: 'acme/ bad' is not allowed; expected the group's full path"),
-    ({"gitlab": {"includeShared": "no"}}, "fleet:gitlab.includeShared: 'no' is not allowed; expected true or false"),
-    ({"gitlab": {"exclude": "acme/**"}}, "fleet:gitlab.exclude: 'acme/**' is not allowed; expected a list"),
-    ({"gitlab": {"inclodeArchived": True}}, "fleet:gitlab.inclodeArchived: True is not allowed; unknown key"),
-    ({"trust": {"refs": []}}, "fleet:trust.refs: [] is not allowed"),
-    ({"trust": {"refs": ["main"]}}, "fleet:trust.refs[0]: 'main' is not allowed; use 'branch:<name or glob>'"),
-    ({"trust": {"refs": ["tag:{default_branch}"]}}, "fleet:trust.refs[0]: 'tag:{default_branch}'"),
-    ({"trust": {"refs": ["branch:a b"]}}, "fleet:trust.refs[0]: 'branch:a b'"),
-    ({"trust": {"refs": ["branch:${aws:username}"]}}, "fleet:trust.refs[0]: 'branch:${aws:username}'"),
-    ({"oidc": {"audience": "*"}}, "fleet:oidc.audience: '*' is not allowed"),
+    ({"accountId": 111111111111}, 'fleet:accountId: 111111111111 is not allowed; quote it'),
+    ({"accountId": "1234"}, 'fleet:accountId: "1234" is not allowed; expected the AWS account id'),
+    ({"accountId": None}, 'fleet:accountId: null is not allowed; expected the AWS account id'),
+    ({"gitlab": {"url": "http://gitlab.example.com"}}, 'fleet:gitlab.url: "http://gitlab.example.com" is not allowed'),
+    ({"gitlab": {"group": "acme/ bad"}}, 'fleet:gitlab.group: "acme/ bad" is not allowed; expected the group\'s full path'),
+    ({"gitlab": {"group": True}}, 'fleet:gitlab.group: true is not allowed'),
+    ({"gitlab": {"includeShared": "no"}}, 'fleet:gitlab.includeShared: "no" is not allowed; expected true or false'),
+    ({"gitlab": {"exclude": "acme/**"}}, 'fleet:gitlab.exclude: "acme/**" is not allowed; expected a list'),
+    ({"gitlab": {"inclodeArchived": True}}, 'fleet:gitlab.inclodeArchived: unknown key (set to true); did you mean fleet:gitlab.includeArchived?'),
+    ({"trust": {"refs": []}}, 'fleet:trust.refs: [] is not allowed'),
+    ({"trust": {"refs": ["tag:{default_branch}"]}}, 'fleet:trust.refs[0]: "tag:{default_branch}" is not allowed; {default_branch} is a branch'),
+    ({"oidc": {"audience": "*"}}, 'fleet:oidc.audience: "*" is not allowed'),
     ({"oidc": {"providerArn": "arn:aws:iam::222222222222:oidc-provider/gitlab.example.com"}}, "must be in this stack's account 111111111111"),
     ({"oidc": {"providerArn": "arn:aws:iam::111111111111:oidc-provider/gitlab.com"}}, "end with oidc-provider/gitlab.example.com"),
-    ({"role": {"path": "ci"}}, "fleet:role.path: 'ci' is not allowed"),
-    ({"role": {"maxSessionDuration": 50000}}, "fleet:role.maxSessionDuration: 50000 is not allowed; expected whole seconds from 3600 to 43200"),
-    ({"role": {"permissionsBoundary": "boundary"}}, "fleet:role.permissionsBoundary: 'boundary' is not allowed"),
-    ({"variables": {"environmentScope": ""}}, "fleet:variables.environmentScope: '' is not allowed"),
-    ({"variables": {"protected": 1}}, "fleet:variables.protected: 1 is not allowed; expected true or false"),
+    ({"role": {"path": "ci"}}, 'fleet:role.path: "ci" is not allowed'),
+    ({"role": {"maxSessionDuration": 50000}}, 'fleet:role.maxSessionDuration: 50000 is not allowed; expected whole seconds from 3600 to 43200'),
+    ({"role": {"maxSessionDuration": "3600"}}, 'fleet:role.maxSessionDuration: "3600" is not allowed'),
+    ({"role": {"permissionsBoundary": "boundary"}}, 'fleet:role.permissionsBoundary: "boundary" is not allowed'),
+    ({"variables": {"environmentScope": ""}}, 'fleet:variables.environmentScope: "" is not allowed'),
+    ({"variables": {"protected": 1}}, 'fleet:variables.protected: 1 is not allowed; expected true or false'),
 ])
 def test_each_error_names_key_value_and_what_is_allowed(sections, expected):
     assert any(expected in p for p in problems(**sections)), problems(**sections)
@@ -97,7 +99,7 @@ def test_instance_url_is_normalised_and_gitlab_com_is_recognised_however_spelt()
     ("https://host.example/gitlab/..", "expected a path of letters"),
 ])
 def test_bad_instance_urls_are_refused(url, expected):
-    assert any(f"fleet:gitlab.url: {url!r} is not allowed; {expected}" in p for p in problems(gitlab={"url": url})), \
+    assert any(f"fleet:gitlab.url: {json.dumps(url)} is not allowed; {expected}" in p for p in problems(gitlab={"url": url})), \
         problems(gitlab={"url": url})
 
 
@@ -135,3 +137,70 @@ def test_gitlab_timeout_and_retries():
     assert any("fleet:gitlab.timeout: 0 is not allowed" in p for p in problems(gitlab={"timeout": 0}))
     assert any("fleet:gitlab.maxRetries: 2.5 is not allowed" in p for p in problems(gitlab={"maxRetries": 2.5}))
     assert any("fleet:gitlab.maxRetries: 11 is not allowed" in p for p in problems(gitlab={"maxRetries": 11}))
+
+
+@pytest.mark.parametrize("raw, expected, not_expected", [
+    ({"gitlab": {"includeArchive": True}}, "fleet:gitlab.includeArchive: unknown key (set to true); did you mean fleet:gitlab.includeArchived?", None),
+    ({"accountID": "111111111111", "accountId": None}, 'fleet:accountID: unknown key (set to "111111111111"); did you mean fleet:accountId?', "fleet:accountId"),
+    ({"gitlab": {"URL": "https://gitlab.example.com", "url": None}}, "did you mean fleet:gitlab.url?", "fleet:gitlab.url"),
+    ({"gitlab": {"audience": "sts.amazonaws.com"}}, "fleet:gitlab.audience: unknown key (set to \"sts.amazonaws.com\"); did you mean fleet:oidc.audience?", None),
+    ({"refs": ["branch:main"]}, "fleet:refs: unknown key (set to [\"branch:main\"]); did you mean fleet:trust.refs?", None),
+    ({"gitLab": {"url": "https://gitlab.example.com", "group": "shop"}, "gitlab": None}, "did you mean fleet:gitlab?", "fleet:gitlab."),
+    ({"role": {"maxSessionDurationSeconds": 7200}}, "did you mean fleet:role.maxSessionDuration?", None),
+    ({"gitlab": {"frobnicate": 1}}, "fleet:gitlab.frobnicate: unknown key (set to 1); known keys of fleet:gitlab are url, apiUrl, group", None),
+])
+def test_a_misspelt_key_gets_a_did_you_mean_and_no_knock_on_error(raw, expected, not_expected):
+    config = raw_config(**raw)
+    config = {k: v for k, v in config.items() if v is not None}
+    for section, values in raw.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {k: v for k, v in config[section].items() if v is not None}
+    with pytest.raises(ConfigError) as info:
+        parse_config(config)
+    found = info.value.problems
+    assert any(expected in p for p in found), found
+    if not_expected:
+        assert len(found) == 1 and not any(p.startswith(not_expected) for p in found), found
+
+
+def test_a_missing_required_key_says_missing():
+    found = problems_of({"trust": {"refs": ["branch:main"]}})
+    assert 'fleet:accountId: missing; expected the AWS account id, a string of 12 digits' in found
+    assert any(p.startswith("fleet:gitlab.url: missing; ") for p in found)
+    assert any(p.startswith("fleet:gitlab.group: missing; ") for p in found)
+    assert not any("None" in p for p in found), found
+
+
+def problems_of(raw):
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return info.value.problems
+
+
+@pytest.mark.parametrize("ref, expected", [
+    ("main", 'fleet:trust.refs[0]: "main" is not allowed; did you mean "branch:main" (or "tag:main")?'),
+    ("refs/heads/main", 'did you mean "branch:main"? GitLab\'s tokens name the ref without refs/heads/'),
+    ("refs/tags/v1", 'did you mean "tag:v1"?'),
+    ("brnch:dev", 'did you mean "branch:dev"? \'brnch\' is not a ref type'),
+    ("branch:", "the name after branch: is empty"),
+    ("tag:", "the name after tag: is empty"),
+    ("branch:a b", "it holds a space"),
+    ("tag:v[0-9]*", "character classes such as [0-9] are not globs here: IAM's StringLike knows only '*'"),
+    ("branch:${aws:username}", "IAM reads ${...} as a policy variable"),
+    ("tag:{default_branch}", '{default_branch} is a branch: write "branch:{default_branch}"'),
+    ("branch:a..b", "it holds '..'"),
+    ("branch:a\nb", 'fleet:trust.refs[0]: "branch:a\\nb" is not allowed; it holds a line break'),
+    (7, 'fleet:trust.refs[0]: 7 is not allowed; expected a string such as "branch:main"'),
+])
+def test_each_bad_ref_says_what_is_wrong_with_it(ref, expected):
+    found = problems_of(raw_config(trust={"refs": ["branch:main", ref]}) | {"trust": {"refs": [ref]}})
+    assert any(expected in p for p in found), found
+
+
+def test_values_are_shown_as_yaml_spells_them():
+    found = problems_of(raw_config(accountId="12", gitlab={"includeShared": None, "includeArchived": "true", "exclude": None},
+                                   role={"path": None, "maxSessionDuration": 1.5}))
+    assert 'fleet:accountId: "12" is not allowed' in found[0]
+    assert any(p.startswith('fleet:gitlab.includeArchived: "true" is not allowed') for p in found)
+    assert any(p.startswith("fleet:role.maxSessionDuration: 1.5 is not allowed") for p in found)
+    assert not any("'" + "12'" in p or "None" in p or "True" in p for p in found), found

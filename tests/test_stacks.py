@@ -128,7 +128,7 @@ def test_stack_scalars_that_yaml_11_and_pulumi_read_differently_are_refused(tmp_
     text = ("config:\n  fleet:accountId: \"111111111111\"\n  fleet:gitlab:\n    url: https://gitlab.example.com\n"
             f"    group: shop\n    {line}\n")
     (tmp_path / "Pulumi.s.yaml").write_text(text)
-    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 1
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 78
     assert message in capsys.readouterr().err
 
 
@@ -148,7 +148,7 @@ def test_a_stack_file_plan_cannot_read_whole_is_refused(tmp_path):
     with pytest.raises(FleetError, match=r"imports Pulumi ESC environments \(environment:\), whose values `pulumi up` reads"):
         read_stack(tmp_path, "esc")
     (tmp_path / "Pulumi.typo.yaml").write_text("confg:\n  x: 1\n" + base)
-    with pytest.raises(FleetError, match="unknown top-level key 'confg'"):
+    with pytest.raises(FleetError, match="unknown top-level key 'confg'; did you mean config\\?"):
         read_stack(tmp_path, "typo")
     (tmp_path / "Pulumi.ok.yaml").write_text("secretsprovider: passphrase\nencryptionsalt: v1:abc\n" + base)
     assert read_stack(tmp_path, "ok").config["fleet:accountId"] == "111111111111"
@@ -158,7 +158,7 @@ def test_a_secret_fleet_value_is_refused_as_pulumi_up_refuses_it(tmp_path, capsy
     (tmp_path / "Pulumi.s.yaml").write_text(
         "config:\n  fleet:accountId:\n    secure: AAABAxyz\n  fleet:gitlab:\n    url: https://gitlab.example.com\n"
         "    group: shop\n")
-    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 1
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path), "--inventory", "samples/shop.inventory.json"]) == 78
     assert "Pulumi.s.yaml: fleet:accountId: is a secret; fleet settings are plain values" in capsys.readouterr().err
 
 

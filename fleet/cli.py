@@ -180,3 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FleetError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as the Python docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

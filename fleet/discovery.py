@@ -56,17 +56,42 @@ def resolve_token(env_token: str | None, secret: str | None = None, *, secret_of
     return token
 
 
-def _explain(err: GitLabError, config: GitLabConfig, what: str) -> DiscoveryError:
+def _serves_api(api: GitLabAPI) -> bool | None:
+    """Whether <api_url>/api/v4 is GitLab's API, asked of GET /version: None when the answer cannot tell."""
+    try:
+        data, _ = api.get("/version")
+    except GitLabError as err:
+        return False if err.kind in ("not-found", "bad-response") else None
+    return isinstance(data, dict) and "version" in data
+
+
+def _not_found(err: GitLabError, config: GitLabConfig, api: GitLabAPI) -> str:
+    """A 404 for the group: a group GitLab does not show this token, or no GitLab API at that address."""
+    api_url, group = config.api_url, config.group
+    missing = (f"GitLab group '{group}' was not found at {api_url} (404): check fleet:gitlab.group (or --group); "
+               "GitLab also answers 404 for a group the token's user cannot see (it needs Reporter access).")
+    no_api = (f"{api_url}/api/v4 is not GitLab's API (404 for the group's projects and for GET /version): set "
+              "fleet:gitlab.apiUrl (or --api-url) to the address GitLab is served at, without /api/v4 (e.g. "
+              "https://host/gitlab when GitLab lives under /gitlab).")
+    if "Group Not Found" in str(err):
+        return missing
+    serves = _serves_api(api)
+    if serves is None:
+        return f"{missing} Or: {no_api}"
+    return missing if serves else no_api
+
+
+def _explain(err: GitLabError, config: GitLabConfig, what: str, client: GitLabAPI) -> DiscoveryError:
     """One sentence for each way a request fails, naming what was being read and what to do."""
     api, group = config.api_url, config.group
     tries = f" after {err.retries} retries" if err.retries else ""
+    if err.kind == "not-found":
+        return DiscoveryError(_not_found(err, config, client))
     messages = {
         "unauthorized": f"GitLab at {api} rejected the token (401 Unauthorized): set GITLAB_TOKEN to a valid token "
                         "with the read_api scope.",
         "forbidden": f"The token may not list projects of GitLab group '{group}' (403 Forbidden): it needs the "
                      "read_api scope and at least Reporter access to the group.",
-        "not-found": f"GitLab group '{group}' was not found at {api} (404): check fleet:gitlab.group, or give the "
-                     "token access to the group.",
         "rate-limited": f"GitLab at {api} kept rate-limiting {what}{tries} ({err}); nothing was planned, try again later.",
         "server-error": f"GitLab at {api} failed while {what} ({f'HTTP {err.status}' if err.status else err}){tries}; "
                         "nothing was planned.",
@@ -142,7 +167,7 @@ def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | No
         what = f"reading group '{config.group}'"
         group = _group_object(api, config, progress)
     except GitLabError as err:
-        raise _explain(err, config, what) from err
+        raise _explain(err, config, what, api) from err
     try:
         inventory = parse_inventory({"group": group, "projects": projects})
     except PathClash as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,9 +94,7 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
 
     def counts(self) -> dict[str, int]:
-        reasons: dict[str, int] = {}
-        for s in self.skipped:
-            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        reasons = skip_reasons(self.skipped)
         return {"projects": len(self.projects) + len(self.skipped), "roles": len(self.projects),
                 "skipped": len(self.skipped), **{f"skipped_{k.replace('-', '_')}": v for k, v in sorted(reasons.items())}}
 
@@ -108,3 +107,11 @@ class Plan:
             "skipped": [s.to_json() for s in self.skipped],
             "counts": self.counts(), "warnings": list(self.warnings),
         }
+
+
+def skip_reasons(skipped: Iterable[Skipped]) -> dict[str, int]:
+    """How many projects were skipped for each reason, by reason."""
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    return dict(sorted(reasons.items()))

@@ -19,6 +19,7 @@ from .plan import (
     ProjectPlan,
     Skipped,
     VariablePlan,
+    skip_reasons,
 )
 from .selection import check_group, select_projects
 from .trust import TRUST_POLICY_MAX_CHARS, ProjectRef, policy_size, provider_arn, resolve_refs, trust_policy
@@ -34,6 +35,7 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     check_group(config, inventory)
     candidates, skipped, warnings = select_projects(config, inventory)
     selected = []
+    no_default_branch: list[str] = []  # roles planned without the {default_branch} rule (empty repositories)
     uses_default_branch = any(rule.is_default_branch for rule in config.refs)
     for p in candidates:
         if uses_default_branch and p.default_branch_problem:
@@ -41,6 +43,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
                                    f"its default branch {p.default_branch_problem}; fleet:trust.refs uses {{default_branch}}"))
             continue
         refs = resolve_refs(config.refs, p.default_branch)
+        if refs and uses_default_branch and p.default_branch is None:
+            no_default_branch.append(p.path)
         if refs:
             selected.append((p, refs))
         else:
@@ -95,6 +99,14 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         warnings.append(f"{len(suffixed)} role name(s) carry an id suffix because another project's path gives the same "
                         f"name; their pipelines must use ROLE_ARN or give the credential helper --role-name: "
                         f"{', '.join(p.path + ' -> ' + p.role_name for p in suffixed)}")
+    if no_default_branch:
+        warnings.append(f"{len(no_default_branch)} project(s) have no default branch (empty repository), so their roles "
+                        f"leave out branch:{{default_branch}} until one is pushed and the stack runs again: "
+                        f"{', '.join(no_default_branch)}")
+    if not projects:
+        why = ", ".join(f"{n} {reason}" for reason, n in skip_reasons(skipped).items())
+        warnings.append(f"no roles planned for group {inventory.group.full_path}: "
+                        + (f"all {len(skipped)} listed projects are skipped ({why})" if skipped else "GitLab lists no projects in it"))
     if role_path != "/":
         warnings.append(f"fleet:role.path is {role_path!r}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
     skipped.sort(key=lambda s: s.id)

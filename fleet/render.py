@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 from typing import TextIO
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from .plan import Plan
+
+GAP = 2  # spaces between two table columns (see _table)
+MARK = "!"  # marks a suffixed role name
+MIN_PATH = 24  # a path column narrower than this puts each role name on a line of its own
+MAX_WORD = 30  # the skipped table keeps words of its details this long whole, eliding its paths first
 
 
 def render_json(plan: Plan, out: TextIO) -> None:
@@ -17,32 +23,99 @@ def render_json(plan: Plan, out: TextIO) -> None:
     out.write("\n")
 
 
+def _skip_reasons(counts: dict[str, int]) -> str:
+    """'2 archived, 1 excluded': the skip reasons in `Plan.counts()` with their counts."""
+    return ", ".join(f"{v} {k.removeprefix('skipped_').replace('_', '-')}" for k, v in counts.items() if k.startswith("skipped_"))
+
+
 def summary(plan: Plan) -> str:
     counts = plan.counts()
-    reasons = ", ".join(f"{v} {k.removeprefix('skipped_').replace('_', '-')}" for k, v in counts.items() if k.startswith("skipped_"))
+    reasons = _skip_reasons(counts)
     provider = "create" if plan.create_provider else "adopt"
     return (f"stack {plan.stack}: {counts['roles']} roles for {plan.group} in account {plan.account_id}, "
             f"{counts['skipped']} skipped{f' ({reasons})' if reasons else ''}; OIDC provider: {provider} {plan.provider_arn}")
 
 
-def render_table(plan: Plan, out: TextIO) -> None:
-    """Every value from GitLab or the config is a `Text`, so brackets in it print as written, never as markup."""
-    console = Console(file=out, width=max(100, Console(file=out).width), soft_wrap=False, highlight=False)
-    roles = Table(title=Text(f"Roles planned for stack {plan.stack}"), title_justify="left")
-    for column in ("id", "project", "role", "refs"):
-        roles.add_column(column, overflow="fold")
-    for p in plan.projects:
-        name = Text(p.role_name)
-        if not p.helper_compatible:
-            name.append(" (suffixed)", style="yellow")
-        roles.add_row(Text(str(p.id)), Text(p.path), name, Text(", ".join(p.refs)))
-    console.print(roles)
+def elide(value: str, width: int) -> str:
+    """`value` cut in its middle to `width` characters, keeping its start and end."""
+    if len(value) <= width:
+        return value
+    tail = max(width - 1, 0) // 2
+    return value[: max(width - 1 - tail, 0)] + "…" + value[len(value) - tail:]
+
+
+def _table() -> Table:
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+
+
+def _stacked(top: str, right: str, middle: str, width: int) -> Text:
+    """`top` elided, with `right` at the end of its line if it fits there (else last), then `middle`."""
+    room = width - len(right) - GAP
+    if right and room >= min(len(top), MIN_PATH):
+        top = elide(top, room)
+        lines = [top + " " * (width - len(top) - len(right)) + right, middle]
+    else:
+        lines = [elide(top, width), middle, right]
+    return Text("\n".join(line for line in lines if line))
+
+
+def render_table(plan: Plan, out: TextIO, width: int | None = None) -> None:
+    """The plan fitted to `width` (default: the terminal's): ids and role names never wrap, paths are elided
+    in the middle. Every value from GitLab or the config is a `Text`, so brackets in it print as written, never as markup."""
+    width = width or Console(file=out).width
+    projects = plan.projects
+    id_width = max([len("id"), *(len(str(p.id)) for p in projects)])
+    role_width = max((len(p.role_name) for p in projects), default=0)
+    # Narrower than one id, the mark and a role name, lines overflow the terminal rather than cut a name.
+    console = Console(file=out, width=max(width, id_width + 1 + role_width + 2 * GAP), soft_wrap=False, highlight=False)
+    width = console.width
+    if projects:
+        common = [r for r in projects[0].refs if all(r in p.refs for p in projects)]
+        own = [", ".join(r for r in p.refs if r not in common) for p in projects]
+        refs_width = min(max(len("own refs"), *map(len, own)), 30) if any(own) else 0  # 0: no refs column
+        path_width = max(len(p.path) for p in projects)
+        room = width - id_width - 1 - role_width - (refs_width + GAP if refs_width else 0) - 3 * GAP
+        one_line = room >= min(path_width, MIN_PATH)  # else the role name goes under its project
+        table = _table()
+        table.add_column("id" if one_line else "id\n", justify="right", no_wrap=True)
+        table.add_column(MARK, style="yellow", no_wrap=True)
+        marks = ["" if p.helper_compatible else MARK for p in projects]
+        if one_line:
+            table.add_column("project", no_wrap=True)
+            table.add_column("role", no_wrap=True)
+            if refs_width:
+                table.add_column("own refs")
+            for p, mark, refs in zip(projects, marks, own, strict=True):
+                table.add_row(Text(str(p.id)), Text(mark), Text(elide(p.path, room)), Text(p.role_name),
+                              *([Text(refs)] if refs_width else []))
+        else:  # the mark on the role name's line
+            cell = width - id_width - 1 - 2 * GAP
+            table.add_column(_stacked("project", "own refs" if refs_width else "", "role", cell))
+            for p, mark, refs in zip(projects, marks, own, strict=True):
+                table.add_row(Text(str(p.id)), Text("\n" + mark), _stacked(p.path, refs, p.role_name, cell))
+        console.print(Text(f"Roles planned for stack {plan.stack}", style="bold"))
+        if common:
+            console.print(Text("refs for every role: " + ", ".join(common)))
+        console.print(table)
+        if any(marks):
+            console.print(Text.assemble((MARK, "yellow"), " role name with an id suffix: another project's path gives the same name"))
+    else:
+        reasons = _skip_reasons(plan.counts())
+        console.print(Text(f"no roles planned for group {plan.group}: {len(plan.skipped)} projects skipped"
+                           f"{f' ({reasons})' if reasons else ''}", style="bold yellow"))
     if plan.skipped:
-        skipped = Table(title="Skipped projects", title_justify="left")
-        for column in ("id", "project", "reason", "detail"):
-            skipped.add_column(column, overflow="fold")
+        reason_width = max(len("reason"), *(len(s.reason) for s in plan.skipped))
+        id_width = max([len("id"), *(len(str(s.id)) for s in plan.skipped)])
+        word = min(max(len(w) for s in plan.skipped for w in [*s.detail.split(), ""]), MAX_WORD)
+        room = max(width - id_width - reason_width - word - 3 * GAP, 12)
+        skipped = _table()
+        skipped.add_column("id", justify="right", no_wrap=True)
+        skipped.add_column("project", no_wrap=True)
+        skipped.add_column("reason", no_wrap=True)
+        skipped.add_column("detail", overflow="fold")  # wraps between words, folds only a word too long for it
         for s in plan.skipped:
-            skipped.add_row(Text(str(s.id)), Text(s.path), Text(s.reason), Text(s.detail))
+            skipped.add_row(Text(str(s.id)), Text(elide(s.path, room)), Text(s.reason), Text(s.detail))
+        console.print(Text("Skipped projects", style="bold"))
         console.print(skipped)
     for warning in plan.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", warning))

@@ -41,6 +41,8 @@ class GitLabDouble:
     totals_threshold: int = 10_000  # GitLab omits X-Total/X-Total-Pages above this many records
     honours_id_after: bool = True  # False: a server that ignores id_after/id_before
     serve_group: bool = True  # False: GET /groups/:id answers 404 (an API that serves only the listing)
+    prefix: str = ""  # GitLab served under a path (e.g. "/gitlab"): its API is at <prefix>/api/v4, elsewhere an HTML 404
+    version: str = "17.11.2"  # GET /version
     faults: list[Fault] = field(default_factory=list)
     on_listing: Callable[[int], None] | None = None  # called with the request's number (1, 2, ...) before answering
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -139,10 +141,15 @@ class GitLabDouble:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             return self._send(req, fault.status, {"message": f"{fault.status} injected"}, headers)
 
+        if not parts.path.startswith(self.prefix + "/api/v4/"):  # outside GitLab's API: the web app's 404 page
+            return self._send(req, 404, "<!DOCTYPE html><html><body>The page could not be found</body></html>",
+                              content_type="text/html")
         token = req.headers.get("PRIVATE-TOKEN")
         if self.tokens is not None and token not in self.tokens:
             return self._send(req, 401, {"message": "401 Unauthorized"})
-        segments = parts.path.split("/")
+        segments = parts.path.removeprefix(self.prefix).split("/")
+        if segments[1:] == ["api", "v4", "version"]:
+            return self._send(req, 200, {"version": self.version, "revision": "0123abcd"})
         # /api/v4/groups/<id>[/projects]
         if len(segments) >= 5 and segments[1:4] == ["api", "v4", "groups"]:
             group = self.group(segments[4])
@@ -159,7 +166,7 @@ class GitLabDouble:
                         number = self._listings
                     self.on_listing(number)
                 return self._page(req, parts.path, query, self.listing(group, query))
-        return self._send(req, 404, {"message": "404 Not Found"})
+        return self._send(req, 404, {"error": "404 Not Found"})  # GitLab's answer to an unknown API route
 
     def _page(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, str], items: list[dict[str, Any]]) -> None:
         page = max(1, int(query.get("page", "1")))
@@ -199,10 +206,11 @@ class GitLabDouble:
                 return
 
     @staticmethod
-    def _send(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+    def _send(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
+              content_type: str = "application/json") -> None:
+        data = (body if isinstance(body, str) else json.dumps(body)).encode()
         req.send_response(status)
-        req.send_header("Content-Type", "application/json")
+        req.send_header("Content-Type", content_type)
         req.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             req.send_header(k, v)

@@ -295,3 +295,30 @@ def test_an_api_serving_only_the_listing_still_identifies_a_group_given_by_path(
     assert any("identifying the group by its configured path 'shop'" in m for m in messages)
     with pytest.raises(DiscoveryError, match=r"group '10' was not found"):
         fetch_inventory(cfg(shop, group="10"), TOKEN, progress=None)  # an id alone says nothing of the path
+
+
+def test_a_wrong_api_path_is_told_apart_from_a_missing_group(shop):
+    shop.prefix = "/gitlab"  # GitLab served under /gitlab: its API is at <url>/gitlab/api/v4
+    with pytest.raises(DiscoveryError) as info:
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
+    message = str(info.value)
+    assert message.startswith(f"{shop.url}/api/v4 is not GitLab's API (404 for the group's projects and for GET /version)")
+    assert "set fleet:gitlab.apiUrl (or --api-url)" in message and "was not found" not in message
+    assert len(fetch_inventory(cfg(shop, api_url=shop.url + "/gitlab"), TOKEN, progress=None).projects) == 34
+    with pytest.raises(DiscoveryError) as info:
+        fetch_inventory(cfg(shop, api_url=shop.url + "/gitlab", group="nope"), TOKEN, progress=None)
+    assert str(info.value).startswith("GitLab group 'nope' was not found at") and "apiUrl" not in str(info.value)
+
+
+def test_a_404_that_names_no_group_is_judged_by_get_version(shop):
+    shop.faults.append(Fault(count=1, status=404))  # e.g. a proxy's bare 404 for the listing
+    with pytest.raises(DiscoveryError, match=r"^GitLab group .shop. was not found at .*Reporter access\)\.$"):
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
+    assert shop.requests[-1][0] == "/api/v4/version"
+    shop.faults.append(Fault(count=2, status=404, path_contains="/api/v4/"))  # and GET /version: 404 too
+    with pytest.raises(DiscoveryError, match=r"is not GitLab's API"):
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
+    shop.faults.append(Fault(count=1, status=404))
+    shop.faults.append(Fault(count=1, status=503, path_contains="/version"))
+    with pytest.raises(DiscoveryError, match=r"was not found .* Or: .* is not GitLab's API"):
+        fetch_inventory(cfg(shop, max_retries=0), TOKEN, progress=None)

@@ -166,3 +166,22 @@ def test_a_default_branch_too_long_for_iam_skips_its_project_not_the_fleet():
     refs = [f"branch:release/2024.{i:02d}" for i in range(40)]  # the stack's own refs are too many: the plan stops
     with pytest.raises(PlanError, match="over IAM's 2048-character limit"):
         build_plan(make_config(trust={"refs": ["branch:{default_branch}", *refs]}), inv, "s")
+
+
+def test_a_role_planned_without_its_default_branch_rule_is_listed_by_name():
+    inv = listing(p(1, "shop/empty", default_branch=None), p(2, "shop/full"), p(3, "shop/also-empty", default_branch=None))
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}", "tag:v*"]}), inv, "s")
+    [warning] = [w for w in plan.warnings if "no default branch" in w]
+    assert warning.startswith("2 project(s) have no default branch (empty repository)")
+    assert warning.endswith(": shop/empty, shop/also-empty")
+    plan = build_plan(make_config(trust={"refs": ["branch:main", "tag:v*"]}), inv, "s")  # no {default_branch}: nothing dropped
+    assert not any("no default branch" in w for w in plan.warnings)
+
+
+def test_a_plan_with_no_roles_says_so_with_the_group_and_the_reasons():
+    inv = listing(p(1, "shop/old", archived=True), p(2, "shop/empty", default_branch=None), p(3, "shop/sandbox/x"))
+    plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}"]}, gitlab={"exclude": ["shop/sandbox/**"]}), inv, "s")
+    assert not plan.projects
+    assert "no roles planned for group shop: all 3 listed projects are skipped (1 archived, 1 excluded, 1 no-refs)" in plan.warnings
+    plan = build_plan(make_config(), listing(), "s")
+    assert "no roles planned for group shop: GitLab lists no projects in it" in plan.warnings

@@ -5,14 +5,17 @@ PY := $(VENV)/bin/python
 
 .PHONY: demo test plan inventory help clean
 
+# Setup prints to stderr only, so `make plan ... FORMAT=json > FILE` writes JSON alone.
 $(VENV)/.installed: requirements.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $@
+	@echo "setting up $(VENV) from requirements.txt" >&2
+	@$(PYTHON) -m venv $(VENV) >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt >&2
+	@touch $@
 
 $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
-	touch $@
+	@echo "installing the test packages from requirements-test.txt" >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-test.txt >&2
+	@touch $@
 
 demo: $(VENV)/.installed  ## plan the demo stack on the bundled sample group (no accounts needed)
 	$(PY) -m fleet plan --stack demo --inventory samples/shop.inventory.json
@@ -25,7 +28,7 @@ test: $(VENV)/.installed-test  ## lint and type-check fleet/, then run the whole
 # `make plan STACK=dev [INVENTORY=FILE] [DEPLOYED=FILE] [FORMAT=json]`: the offline plan of a stack.
 plan: $(VENV)/.installed  ## plan a stack: make plan STACK=<name> [INVENTORY=file] [DEPLOYED=file] [FORMAT=table|json]
 	@test -n "$(STACK)" || { echo "make plan: set STACK, e.g. make plan STACK=demo INVENTORY=samples/shop.inventory.json" >&2; exit 1; }
-	$(PY) -m fleet plan --stack '$(STACK)' $(if $(INVENTORY),--inventory '$(INVENTORY)') $(if $(DEPLOYED),--deployed '$(DEPLOYED)') $(if $(FORMAT),--format '$(FORMAT)')
+	@$(PY) -m fleet plan --stack '$(STACK)' $(if $(INVENTORY),--inventory '$(INVENTORY)') $(if $(DEPLOYED),--deployed '$(DEPLOYED)') $(if $(FORMAT),--format '$(FORMAT)')
 
 # `make inventory STACK=dev > FILE`: save the group's listing (needs GITLAB_TOKEN).
 inventory: $(VENV)/.installed  ## save a stack's group listing: make inventory STACK=<name> > FILE

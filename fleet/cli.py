@@ -118,19 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The stack keys each flag overrides.
+FLAGS = {"gitlab.apiUrl": "--api-url", "gitlab.group": "--group", "gitlab.timeout": "--timeout",
+         "gitlab.maxRetries": "--max-retries", "accountId": "--account-id"}
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
-    overrides: dict[str, object] = {}
-    if args.api_url:
-        overrides["gitlab.apiUrl"] = args.api_url
-    if args.group:
-        overrides["gitlab.group"] = int(args.group) if is_numeric_id(args.group) else args.group
-    if args.timeout is not None:
-        overrides["gitlab.timeout"] = args.timeout
-    if args.max_retries is not None:
-        overrides["gitlab.maxRetries"] = args.max_retries
-    if getattr(args, "account_id", None):
-        overrides["accountId"] = args.account_id
-    return overrides
+    values = {"gitlab.apiUrl": args.api_url, "gitlab.timeout": args.timeout, "gitlab.maxRetries": args.max_retries,
+              "gitlab.group": int(args.group) if args.group and is_numeric_id(args.group) else args.group,
+              "accountId": getattr(args, "account_id", None)}
+    return {key: value for key, value in values.items() if value is not None and value != ""}
 
 
 def _list_group(config: FleetConfig) -> Inventory:
@@ -153,7 +150,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise UsageError(f"--stack: no stack file {display_path(stack_path(args.stacks_dir, args.stack))} "
                          f"(stacks in {display_path(args.stacks_dir)}: {known})")
     stack = read_stack(args.stacks_dir, args.stack)
-    config = stack_config(stack, _overrides(args))
+    overrides = _overrides(args)
+    config = stack_config(stack, overrides, {key: FLAGS[key] for key in overrides})
     if args.command == "inventory":
         inventory = _list_group(config)
         json.dump(inventory.raw, sys.stdout, indent=1)

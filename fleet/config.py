@@ -325,9 +325,13 @@ def parse_ref(text: Any) -> RefRule | str:
     return RefRule(ref_type, pattern)
 
 
-def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
-    """Validate the `fleet:*` values (keys without the `fleet:` prefix) into a FleetConfig."""
+def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None) -> FleetConfig:
+    """Validate the `fleet:*` values (keys without the `fleet:` prefix) into a FleetConfig.
+
+    `named`: keys whose value came from elsewhere (a command-line flag), and how to name them in an error.
+    """
     problems = _Problems()
+    account_key = (named or {}).get("accountId", "fleet:accountId")
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
             problems.unknown(key, None, raw[key])
@@ -381,7 +385,7 @@ def parse_config(raw: Mapping[str, Any]) -> FleetConfig:
         elif not match:
             problems.add("oidc.providerArn", provider_arn, "expected arn:aws:iam::<account>:oidc-provider/<issuer without https://>")
         elif isinstance(account_id, str) and match.group(1) != account_id:
-            problems.add("oidc.providerArn", provider_arn, f"the provider must be in this stack's account {account_id} (fleet:accountId)")
+            problems.add("oidc.providerArn", provider_arn, f"the provider must be in this stack's account {account_id} ({account_key})")
         elif url and match.group(2) != expected_host:
             problems.add("oidc.providerArn", provider_arn, f"it must be the provider for the issuer fleet:gitlab.url, i.e. end with oidc-provider/{expected_host}")
 

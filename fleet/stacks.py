@@ -89,8 +89,8 @@ def fleet_values(config: Mapping[str, str | Secret], secret_keys: Iterable[str] 
     return values
 
 
-def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None) -> FleetConfig:
-    """Validate a stack file's fleet config; `overrides` replaces keys (e.g. from command-line flags)."""
+def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None) -> FleetConfig:
+    """Validate a stack file's fleet config; `overrides` replaces keys, `flags` names the flag that gave each."""
     try:
         raw = fleet_values(stack.config)
         for dotted, value in (overrides or {}).items():
@@ -100,7 +100,7 @@ def stack_config(stack: StackFile, overrides: Mapping[str, Any] | None = None) -
                 raw[section] = {**(current if isinstance(current, Mapping) else {}), key: value}
             else:
                 raw[section] = value
-        return parse_config(raw)
+        return parse_config(raw, flags)
     except ConfigError as err:
         raise err.in_file(display_path(stack.path)) from err
 

@@ -336,3 +336,13 @@ def test_an_old_stacks_suffixed_name_follows_its_project_through_a_rename(tmp_pa
                  "--format", "json", "--deployed", str(tmp_path / "outputs.json")]) == 0
     names = {p["id"]: p["role_name"] for p in json.loads(capsys.readouterr().out)["projects"]}
     assert names[105] == "gitlab-shop-api-gateway_105" and names[104] == "gitlab-shop-api-gateway"
+
+
+def test_an_error_a_flag_causes_in_the_stack_names_the_flag(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "s", gitlab={"url": "https://gitlab.example.com", "group": "shop"},
+                oidc={"providerArn": "arn:aws:iam::333333333333:oidc-provider/gitlab.example.com"})
+    args = ["plan", "--stack", "s", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json")]
+    assert main([*args, "--account-id", "222222222222"]) == 78
+    assert "must be in this stack's account 222222222222 (--account-id)" in capsys.readouterr().err
+    assert main(args) == 0

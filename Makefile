@@ -25,15 +25,19 @@ test: $(VENV)/.installed-test  ## lint and type-check fleet/, then run the whole
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
+# A value quoted for the shell, whatever quotes or spaces it holds.
+quote = '$(subst ','\'',$(1))'
+
 # `make plan STACK=dev [INVENTORY=FILE] [DEPLOYED=FILE] [FORMAT=json]`: the offline plan of a stack.
 plan: $(VENV)/.installed  ## plan a stack: make plan STACK=<name> [INVENTORY=file] [DEPLOYED=file] [FORMAT=table|json]
 	@test -n "$(STACK)" || { echo "make plan: set STACK, e.g. make plan STACK=demo INVENTORY=samples/shop.inventory.json" >&2; exit 1; }
-	@$(PY) -m fleet plan --stack '$(STACK)' $(if $(INVENTORY),--inventory '$(INVENTORY)') $(if $(DEPLOYED),--deployed '$(DEPLOYED)') $(if $(FORMAT),--format '$(FORMAT)')
+	@$(PY) -m fleet plan --stack $(call quote,$(STACK)) $(if $(INVENTORY),--inventory $(call quote,$(INVENTORY))) \
+	  $(if $(DEPLOYED),--deployed $(call quote,$(DEPLOYED))) $(if $(FORMAT),--format $(call quote,$(FORMAT)))
 
 # `make inventory STACK=dev > FILE`: save the group's listing (needs GITLAB_TOKEN).
 inventory: $(VENV)/.installed  ## save a stack's group listing: make inventory STACK=<name> > FILE
 	@test -n "$(STACK)" || { echo "make inventory: set STACK, e.g. make inventory STACK=dev > listing.json" >&2; exit 1; }
-	@$(PY) -m fleet inventory --stack '$(STACK)'
+	@$(PY) -m fleet inventory --stack $(call quote,$(STACK))
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /\1\t/'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, load_inventory
 from .planner import build_plan
 from .render import render_json, render_table
+from .selection import check_group
 from .stacks import (
     DEFAULT_STACKS_DIR,
     check_overlaps,
@@ -58,6 +60,13 @@ def _checked(problem: Callable[[str], str | None]) -> Callable[[str], str]:
     return check
 
 
+def _stack_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not a stack name (letters, digits, '_', '.', '-'); "
+                                         "the stack file is stacks/Pulumi.<NAME>.yaml")
+    return text
+
+
 def _api_url(text: str) -> str:
     url, wrong = normalise_url(text, issuer=False)
     if url is None:
@@ -82,7 +91,7 @@ def _retries(text: str) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", required=True, help="stack name: reads stacks/Pulumi.<NAME>.yaml")
+    parser.add_argument("--stack", required=True, type=_stack_name, help="stack name: reads stacks/Pulumi.<NAME>.yaml")
     parser.add_argument("--api-url", type=_api_url, help="GitLab API base to list projects from (overrides fleet:gitlab.apiUrl)")
     parser.add_argument("--group", type=_checked(group_problem), help="group full path or id (overrides fleet:gitlab.group; a what-if: the "
                                         "overlap check with other stacks is skipped)")
@@ -103,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show what the stack would declare, offline (no AWS credentials)",
-                               description="Compute exactly what `pulumi up` would declare for a stack, with no AWS access.")
+                               description="Compute exactly what `pulumi up` would declare for a stack, with no AWS access.",
+                               epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(plan)
     plan.add_argument("--account-id", type=_checked(account_problem), help="AWS account id (overrides fleet:accountId)")
     plan.add_argument("--inventory", metavar="FILE", help="read a saved project listing instead of calling GitLab")
@@ -113,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
 
     inventory = commands.add_parser("inventory", help="save the group's project listing as JSON on stdout",
-                                    description="Print {\"group\": ..., \"projects\": [...]} as GitLab lists them, before any filtering.")
+                                    description="Print {\"group\": ..., \"projects\": [...]} as GitLab lists them, before any filtering.",
+                                    epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(inventory)
     return parser
 
@@ -145,6 +156,8 @@ def _from_flag(flag: str, load: Callable[[str], T], value: str) -> T:
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.stacks_dir.is_dir():
+        raise UsageError(f"--stacks-dir: {display_path(args.stacks_dir)} is not a directory")
     if not stack_path(args.stacks_dir, args.stack).is_file():
         known = ", ".join(list_stacks(args.stacks_dir)) or "none"
         raise UsageError(f"--stack: no stack file {display_path(stack_path(args.stacks_dir, args.stack))} "
@@ -159,6 +172,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     others = other_targets(args.stacks_dir, args.stack)
     listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
+    if args.inventory:  # a saved listing can be of any group
+        _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
     deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed)
     if deployed is None:
@@ -168,7 +183,12 @@ def run(argv: Sequence[str] | None = None) -> int:
         print("note: --group plans a what-if; the overlap check with other stacks is skipped", file=sys.stderr)
     else:
         check_overlaps(config_target(args.stack, config), others, listing, (p.id for p in plan.projects))
-    (render_json if args.format == "json" else render_table)(plan, sys.stdout)
+    if args.format == "json":
+        render_json(plan, sys.stdout)
+        for warning in plan.all_warnings:  # in the JSON too; here for a person watching the run
+            print(f"warning: {warning}", file=sys.stderr)
+    else:
+        render_table(plan, sys.stdout)
     return 0
 
 

@@ -6,8 +6,6 @@ All problems are collected and reported together; nothing is planned from invali
 
 from __future__ import annotations
 
-import difflib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .gitref import ref_problem
+from .spelling import MISSING, Missing, did_you_mean, spell
 
 DEFAULT_BRANCH = "{default_branch}"
 REF_TYPES = ("branch", "tag")
@@ -117,46 +116,20 @@ REQUIRED = ("accountId", "gitlab.url", "gitlab.group")
 _PLACEHOLDER_RE = re.compile(r"<[^<>\n]+>")
 
 
-class Missing:
-    """A key the stack file does not set (told apart from one set to null)."""
-
-    def __repr__(self) -> str:
-        return "missing"
-
-
-MISSING = Missing()
-
-
-def spell(value: Any) -> str:
-    """A value as YAML spells it (`null`, `true`, `"12"`, `["a"]`), or `missing`."""
-    if isinstance(value, Missing):
-        return "missing"
-    try:
-        return json.dumps(value, ensure_ascii=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
 def is_placeholder(value: Any) -> bool:
     return isinstance(value, str) and _PLACEHOLDER_RE.fullmatch(value) is not None
-
-
-def did_you_mean(key: str, known: list[str]) -> str | None:
-    """The known key a misspelt one was meant to be: same letters in another case, or a close spelling."""
-    folded = [k for k in known if k.casefold() == key.casefold()]
-    close = folded or difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-    return close[0] if close else None
 
 
 def _meant(key: str, section: str | None) -> str | None:
     """`accountId` for `accountID`, `gitlab.url` for `gitlab.URL`, `oidc.audience` for `gitlab.audience`."""
     if section is None:
         near = did_you_mean(key, list(TOP_LEVEL_KEYS))
-        elsewhere = [f"{name}.{key}" for name, keys in SECTIONS.items() if key in keys]
     else:
         near = did_you_mean(key, list(SECTIONS[section]))
         near = f"{section}.{near}" if near else None
-        elsewhere = [f"{name}.{key}" for name, keys in SECTIONS.items() if name != section and key in keys]
+    # The same name (any case) in another section, or at the top level: a key put in the wrong place.
+    elsewhere = [f"{name}.{k}" for name, keys in SECTIONS.items() if name != section for k in keys if k.casefold() == key.casefold()]
+    elsewhere += [k for k in TOP_LEVEL_KEYS if section is not None and k.casefold() == key.casefold()]
     return near or (elsewhere[0] if elsewhere else None)
 
 
@@ -292,24 +265,8 @@ def _other_partition(arn: Any) -> bool:
     return match is not None and match.group(1) != "aws"
 
 
-def parse_ref(text: Any) -> RefRule | str:
-    """A ref rule from its text, or what is wrong with the text."""
-    if not isinstance(text, str):
-        return f"expected a string such as \"branch:main\"; use {ALLOWED_REFS}"
-    ref_type, colon, pattern = text.partition(":")
-    if not colon:
-        for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
-            if text.startswith(prefix):
-                return f"did you mean \"{kind}:{text.removeprefix(prefix)}\"? GitLab's tokens name the ref without {prefix}"
-        if text and not ref_problem(text, globs=True):
-            return f"did you mean \"branch:{text}\" (or \"tag:{text}\")? A rule says whether it allows a branch or a tag"
-        return f"use {ALLOWED_REFS}"
-    if ref_type not in REF_TYPES:
-        near = did_you_mean(ref_type, list(REF_TYPES))
-        hint = f"did you mean \"{near}:{pattern}\"? " if near else ""
-        return f"{hint}{ref_type!r} is not a ref type: use {ALLOWED_REFS}"
-    if pattern == DEFAULT_BRANCH:
-        return RefRule(ref_type, pattern) if ref_type == "branch" else "{default_branch} is a branch: write \"branch:{default_branch}\""
+def _name_problem(ref_type: str, pattern: str) -> str | None:
+    """What is wrong with the name after `branch:` or `tag:`, or None."""
     if not pattern:
         return f"the name after {ref_type}: is empty; write e.g. \"{ref_type}:main\", or \"{ref_type}:*\" for every {ref_type}"
     if "[" in pattern:
@@ -320,9 +277,32 @@ def parse_ref(text: Any) -> RefRule | str:
     if not pattern.isprintable():
         return "it holds a line break or another control character"
     wrong = ref_problem(pattern, globs=True)
-    if wrong:
-        return f"{wrong}; names follow git's ref rules, '*' and '?' are globs"
-    return RefRule(ref_type, pattern)
+    return f"{wrong}; names follow git's ref rules, '*' and '?' are globs" if wrong else None
+
+
+def parse_ref(text: Any) -> RefRule | str:
+    """A ref rule from its text, or what is wrong with the text (with a suggestion only when it is a valid rule)."""
+    if not isinstance(text, str):
+        return f"expected a string such as \"branch:main\"; use {ALLOWED_REFS}"
+    ref_type, colon, pattern = text.partition(":")
+    if not colon:
+        kinds: tuple[str, ...] = REF_TYPES
+        why = "a rule says whether it allows a branch or a tag"
+        for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+            if text.startswith(prefix):
+                text, kinds, why = text.removeprefix(prefix), (kind,), f"GitLab's tokens name the ref without {prefix}"
+        valid = [f"{kind}:{text}" for kind in kinds if isinstance(parse_ref(f"{kind}:{text}"), RefRule)]
+        if valid:
+            return f"did you mean {' or '.join(spell(v) for v in valid)}? {why[0].upper()}{why[1:]}"
+        return f"use {ALLOWED_REFS}; and {parse_ref(f'{kinds[0]}:{text}')}"
+    if ref_type not in REF_TYPES:
+        near = did_you_mean(ref_type, list(REF_TYPES))
+        hint = f"did you mean \"{near}:{pattern}\"? " if near and isinstance(parse_ref(f"{near}:{pattern}"), RefRule) else ""
+        return f"{hint}{spell(ref_type)} is not a ref type: use {ALLOWED_REFS}"
+    if pattern == DEFAULT_BRANCH:
+        return RefRule(ref_type, pattern) if ref_type == "branch" else "{default_branch} is a branch: write \"branch:{default_branch}\""
+    wrong = _name_problem(ref_type, pattern)
+    return wrong or RefRule(ref_type, pattern)
 
 
 def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None) -> FleetConfig:
@@ -336,12 +316,14 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         if key not in TOP_LEVEL_KEYS:
             problems.unknown(key, None, raw[key])
 
+    # Every section's unknown keys first: a key misplaced there may be the top-level key read next.
+    sections = {name: _section(raw, name, problems) for name in SECTIONS}
     account_id = raw.get("accountId", MISSING)
     wrong = account_problem(account_id)
     if wrong:
         problems.add("accountId", account_id, wrong)
 
-    gl = _section(raw, "gitlab", problems)
+    gl = sections["gitlab"]
     url = _url(gl["url"], "gitlab.url", problems, issuer=True)
     if url is not None and len(url) > 255:
         problems.add("gitlab.url", gl["url"], "expected at most 255 characters (AWS's limit for a provider URL)")
@@ -369,7 +351,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         max_retries=int(_number(gl, "gitlab", "maxRetries", problems, 0, 10, "a whole number from 0 to 10", whole=True)),
     )
 
-    oi = _section(raw, "oidc", problems)
+    oi = sections["oidc"]
     audience = oi["audience"] if oi["audience"] is not None else gitlab.url
     if oi["audience"] is None and url is None:
         pass  # the default follows fleet:gitlab.url, which is reported already
@@ -389,7 +371,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         elif url and match.group(2) != expected_host:
             problems.add("oidc.providerArn", provider_arn, f"it must be the provider for the issuer fleet:gitlab.url, i.e. end with oidc-provider/{expected_host}")
 
-    tr = _section(raw, "trust", problems)
+    tr = sections["trust"]
     refs: list[RefRule] = []
     if not isinstance(tr["refs"], list) or not tr["refs"]:
         problems.add("trust.refs", tr["refs"], f"expected a non-empty list of {ALLOWED_REFS}")
@@ -401,7 +383,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
             elif rule not in refs:
                 refs.append(rule)
 
-    ro = _section(raw, "role", problems)
+    ro = sections["role"]
     path = ro["path"]
     if not isinstance(path, str) or len(path) > 512 or not _ROLE_PATH_RE.fullmatch(path):
         problems.add("role.path", path, "expected '/' or '/<segments>/' (printable ASCII, at most 512 characters)")
@@ -414,7 +396,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
     elif boundary is not None and (not isinstance(boundary, str) or not _POLICY_ARN_RE.fullmatch(boundary)):
         problems.add("role.permissionsBoundary", boundary, "expected a managed policy ARN, e.g. arn:aws:iam::111111111111:policy/boundary")
 
-    va = _section(raw, "variables", problems)
+    va = sections["variables"]
     scope = va["environmentScope"]
     if not isinstance(scope, str) or not _SCOPE_RE.fullmatch(scope):
         problems.add("variables.environmentScope", scope, "expected a GitLab environment scope such as '*', 'production' "

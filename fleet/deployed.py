@@ -15,6 +15,7 @@ from typing import Any
 from .errors import FleetError
 from .inventory import Project
 from .jsonfile import read_json
+from .spelling import spell
 
 OUTPUT = "roleNames"
 ROLES_OUTPUT = "roles"
@@ -31,9 +32,9 @@ def parse_deployed(value: Any, source: str) -> dict[int, str]:
     names: dict[int, str] = {}
     for key, name in value.items():
         if not isinstance(key, str) or not _PROJECT_ID_RE.fullmatch(key):
-            raise FleetError(f"{source}: {OUTPUT} key {key!r} is not a project id")
+            raise FleetError(f"{source}: {OUTPUT} key {spell(key)} is not a project id")
         if not isinstance(name, str) or not _ROLE_NAME_RE.fullmatch(name):
-            raise FleetError(f"{source}: {OUTPUT}[{key}] is {name!r}; expected an IAM role name")
+            raise FleetError(f"{source}: {OUTPUT}[{key}] is {spell(name)}; expected an IAM role name")
         names[int(key)] = name
     return names
 
@@ -67,7 +68,7 @@ def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], sour
     for path, arn in roles.items():
         name = arn.rsplit("/", 1)[-1] if isinstance(arn, str) else None
         if not isinstance(path, str) or name is None or not _ROLE_NAME_RE.fullmatch(name):
-            raise FleetError(f"{source}: {ROLES_OUTPUT}[{path!r}] is {arn!r}; expected a role ARN")
+            raise FleetError(f"{source}: {ROLES_OUTPUT}[{spell(path)}] is {spell(arn)}; expected a role ARN")
         if owner_of is not None:
             owner = owner_of(name)
         else:

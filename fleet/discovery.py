@@ -25,6 +25,7 @@ from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
 from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
 from .inventory import Inventory, PathClash, parse_inventory
+from .spelling import spell
 
 PER_PAGE = 100
 
@@ -127,7 +128,7 @@ def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
 def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
     project_id = item.get("id") if isinstance(item, dict) else None
     if isinstance(project_id, bool) or not isinstance(project_id, int):
-        raise DiscoveryError(f"GitLab at {api.api_url} listed a project without an integer id ({item!r:.200}); "
+        raise DiscoveryError(f"GitLab at {api.api_url} listed a project without an integer id ({spell(item)[:200]}); "
                              "nothing was planned.")
     if after is not None and project_id <= after:
         raise DiscoveryError(

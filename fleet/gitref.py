@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from .spelling import spell
+
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:\\\[]")  # ASCII controls, space, ~ ^ : \ [
 
 
@@ -18,7 +20,7 @@ def ref_problem(name: str, *, globs: bool = False) -> str | None:
     bad = _FORBIDDEN.search(name)
     if bad:
         char = bad.group()
-        return "it holds a space" if char == " " else f"it holds {char!r}, which git does not allow in a ref"
+        return "it holds a space" if char == " " else f"it holds {spell(char)}, which git does not allow in a ref"
     if not globs and ("*" in name or "?" in name):
         return "it holds '*' or '?', which git does not allow in a ref"
     for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import InventoryError
 from .gitref import ref_problem
 from .jsonfile import read_json
+from .spelling import MISSING, spell
 
 _PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+")
 
@@ -45,7 +46,7 @@ class Inventory:
 
 
 def _fail(where: str, field: str, value: Any, expected: str) -> InventoryError:
-    return InventoryError(f"{where}: field {field!r} is {value!r}; expected {expected}")
+    return InventoryError(f"{where}: field {field} is {spell(value)}; expected {expected}")
 
 
 def parse_group(value: Any) -> Group:
@@ -53,7 +54,7 @@ def parse_group(value: Any) -> Group:
         return Group(id=None, full_path=value)
     if not isinstance(value, Mapping):
         raise _fail("inventory", "group", value, "a group object with 'full_path' (and 'id')")
-    full_path = value.get("full_path")
+    full_path = value.get("full_path", MISSING)
     group_id = value.get("id")
     if not isinstance(full_path, str) or not full_path:
         raise _fail("inventory group", "full_path", full_path, "the group's full path")
@@ -65,11 +66,11 @@ def parse_group(value: Any) -> Group:
 def parse_project(value: Any, index: int) -> Project:
     if not isinstance(value, Mapping):
         raise _fail(f"project #{index}", "(whole object)", value, "a project object")
-    project_id = value.get("id")
+    project_id = value.get("id", MISSING)
     if isinstance(project_id, bool) or not isinstance(project_id, int) or project_id <= 0:
         raise _fail(f"project #{index}", "id", project_id, "a positive integer")
     where = f"project {project_id}"
-    path = value.get("path_with_namespace")
+    path = value.get("path_with_namespace", MISSING)
     if not isinstance(path, str) or not _PATH_RE.fullmatch(path):
         raise _fail(where, "path_with_namespace", path, "a GitLab path such as group/sub/project")
     branch = value.get("default_branch")
@@ -94,7 +95,7 @@ def parse_project(value: Any, index: int) -> Project:
         raise _fail(where, "shared_with_groups", shared, "group ids that are integers")
     return Project(
         id=project_id, path=path, default_branch=None if branch_problem else branch, archived=archived,
-        pending_deletion=pending, default_branch_problem=branch_problem and f"{branch!r}: {branch_problem}",
+        pending_deletion=pending, default_branch_problem=branch_problem and f"{spell(branch)}: {branch_problem}",
         shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
         shared_with_ids=frozenset(shared_ids),
     )

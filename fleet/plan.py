@@ -93,6 +93,20 @@ class Plan:
     skipped: tuple[Skipped, ...]
     warnings: tuple[str, ...] = field(default=())
 
+    @property
+    def no_roles_warning(self) -> str | None:
+        """Said loudly when the plan gives no project a role: the group and why each project was skipped."""
+        if self.projects:
+            return None
+        why = ", ".join(f"{n} {reason}" for reason, n in skip_reasons(self.skipped).items())
+        return f"no roles planned for group {self.group}: " + (
+            f"all {len(self.skipped)} listed projects are skipped ({why})" if self.skipped else "GitLab lists no projects in it")
+
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        loud = self.no_roles_warning
+        return ((loud,) if loud else ()) + self.warnings
+
     def counts(self) -> dict[str, int]:
         reasons = skip_reasons(self.skipped)
         return {"projects": len(self.projects) + len(self.skipped), "roles": len(self.projects),
@@ -105,7 +119,7 @@ class Plan:
             "create_provider": self.create_provider, "group": self.group,
             "projects": [p.to_json() for p in self.projects],
             "skipped": [s.to_json() for s in self.skipped],
-            "counts": self.counts(), "warnings": list(self.warnings),
+            "counts": self.counts(), "warnings": list(self.all_warnings),
         }
 
 

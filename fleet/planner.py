@@ -19,9 +19,9 @@ from .plan import (
     ProjectPlan,
     Skipped,
     VariablePlan,
-    skip_reasons,
 )
 from .selection import check_group, select_projects
+from .spelling import spell
 from .trust import TRUST_POLICY_MAX_CHARS, ProjectRef, policy_size, provider_arn, resolve_refs, trust_policy
 
 
@@ -103,12 +103,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         warnings.append(f"{len(no_default_branch)} project(s) have no default branch (empty repository), so their roles "
                         f"leave out branch:{{default_branch}} until one is pushed and the stack runs again: "
                         f"{', '.join(no_default_branch)}")
-    if not projects:
-        why = ", ".join(f"{n} {reason}" for reason, n in skip_reasons(skipped).items())
-        warnings.append(f"no roles planned for group {inventory.group.full_path}: "
-                        + (f"all {len(skipped)} listed projects are skipped ({why})" if skipped else "GitLab lists no projects in it"))
     if role_path != "/":
-        warnings.append(f"fleet:role.path is {role_path!r}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
+        warnings.append(f"fleet:role.path is {spell(role_path)}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
     skipped.sort(key=lambda s: s.id)
     return Plan(
         stack=stack, account_id=config.account_id, issuer=config.issuer, audience=config.oidc.audience,

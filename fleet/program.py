@@ -25,6 +25,7 @@ from .errors import ConfigError, FleetError
 from .plan import Plan
 from .planner import build_plan
 from .resources import declare
+from .spelling import spell
 from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
 
 
@@ -68,7 +69,7 @@ def check_adopted_provider(config: FleetConfig) -> None:
         raise FleetError(f"fleet:oidc.providerArn {arn} cannot be read in account {config.account_id}: {err}") from err
     if config.oidc.audience not in provider.client_id_lists:
         raise FleetError(
-            f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {config.oidc.audience!r} "
+            f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {spell(config.oidc.audience)} "
             f"among its client IDs {list(provider.client_id_lists)}: add it to the provider, or set fleet:oidc.audience "
             "to one it lists.")
 

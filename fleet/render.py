@@ -100,9 +100,7 @@ def render_table(plan: Plan, out: TextIO, width: int | None = None) -> None:
         if any(marks):
             console.print(Text.assemble((MARK, "yellow"), " role name with an id suffix: another project's path gives the same name"))
     else:
-        reasons = _skip_reasons(plan.counts())
-        console.print(Text(f"no roles planned for group {plan.group}: {len(plan.skipped)} projects skipped"
-                           f"{f' ({reasons})' if reasons else ''}", style="bold yellow"))
+        console.print(Text(plan.no_roles_warning or "", style="bold yellow"))
     if plan.skipped:
         reason_width = max(len("reason"), *(len(s.reason) for s in plan.skipped))
         id_width = max([len("id"), *(len(str(s.id)) for s in plan.skipped)])

@@ -7,6 +7,7 @@ from .errors import PlanError
 from .globs import path_glob
 from .inventory import Inventory, Project
 from .plan import Skipped
+from .spelling import spell
 
 
 def is_under(path: str, group_path: str) -> bool:
@@ -14,18 +15,18 @@ def is_under(path: str, group_path: str) -> bool:
     return path.casefold().startswith(group_path.casefold() + "/")
 
 
-def check_group(config: FleetConfig, inventory: Inventory) -> None:
-    """The listing must be of the configured group (a saved inventory can be of any group)."""
+def check_group(config: FleetConfig, inventory: Inventory, key: str = "fleet:gitlab.group") -> None:
+    """The listing must be of the configured group (a saved inventory can be of any group). `key` names the setting."""
     configured = config.gitlab.group
     group = inventory.group
     if is_numeric_id(configured):
         if group.id is None:
-            raise PlanError(f"fleet:gitlab.group is the id {configured}, but the listing of {group.full_path} does not "
+            raise PlanError(f"{key} is the id {configured}, but the listing of {group.full_path} does not "
                             "say the group's id: list it again, or configure the group by its path")
         if group.id != int(configured):
-            raise PlanError(f"the listing is of group {group.full_path} (id {group.id}), but fleet:gitlab.group is {configured}")
+            raise PlanError(f"the listing is of group {group.full_path} (id {group.id}), but {key} is {configured}")
     elif configured.casefold() != group.full_path.casefold():
-        raise PlanError(f"the listing is of group {group.full_path}, but fleet:gitlab.group is {configured}")
+        raise PlanError(f"the listing is of group {group.full_path}, but {key} is {configured}")
 
 
 def select_projects(config: FleetConfig, inventory: Inventory) -> tuple[list[Project], list[Skipped], list[str]]:
@@ -67,8 +68,8 @@ def select_projects(config: FleetConfig, inventory: Inventory) -> tuple[list[Pro
         matched = next((g for g, rx in excludes if rx.fullmatch(p.path)), None)
         if matched is not None:
             used_excludes.add(matched)
-            skip(p, "excluded", f"matches fleet:gitlab.exclude {matched!r}")
+            skip(p, "excluded", f"matches fleet:gitlab.exclude {spell(matched)}")
             continue
         selected.append(p)
-    warnings = [f"fleet:gitlab.exclude {g!r} matches no project of {group_path}" for g in gl.exclude if g not in used_excludes]
+    warnings = [f"fleet:gitlab.exclude {spell(g)} matches no project of {group_path}" for g in gl.exclude if g not in used_excludes]
     return selected, skipped, warnings

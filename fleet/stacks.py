@@ -18,6 +18,7 @@ from .errors import ConfigError, FleetError
 from .globs import path_glob
 from .inventory import Inventory, Project
 from .selection import is_under
+from .spelling import spell
 from .stackyaml import Secret, read_stack_config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -152,7 +153,9 @@ def other_targets(stacks_dir: Path, name: str) -> list[Target]:
         try:
             target = file_target(read_stack(stacks_dir, other))
         except FleetError as err:
-            raise FleetError(f"cannot check stack {other} for an overlap with stack {name}: {err}") from err
+            wrapped = FleetError(f"cannot check stack {other} for an overlap with stack {name}: {err}")
+            wrapped.exit_code = err.exit_code  # an invalid stack file stays a configuration error
+            raise wrapped from err
         if target is not None:
             targets.append(target)
     return targets
@@ -208,7 +211,7 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
             problems.append(f"{other.describe()} could also take {listed}")
     if problems:
         raise FleetError(
-            f"stack {mine.stack} targets {mine.instance} with environment scope {mine.scope!r}, and so do other stacks "
+            f"stack {mine.stack} targets {mine.instance} with environment scope {spell(mine.scope)}, and so do other stacks "
             f"that could write the CI/CD variables of projects it plans: {'; '.join(problems)}. Give each stack its own "
             "fleet:variables.environmentScope, or let one of them leave those projects out (fleet:gitlab.exclude, "
             "includeSubgroups, includeShared).")

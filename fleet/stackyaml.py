@@ -22,8 +22,8 @@ from typing import Any, Union
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from .config import did_you_mean
 from .errors import StackFileError
+from .spelling import did_you_mean, spell
 
 FLEET_PREFIX = "fleet:"
 STACK_FILE_KEYS = ("config", "secretsprovider", "encryptedkey", "encryptionsalt")  # what a stack file may hold
@@ -103,7 +103,7 @@ class _Reader:
                 elif key_node.value not in STACK_FILE_KEYS:
                     near = did_you_mean(str(key_node.value), list(STACK_FILE_KEYS))
                     hint = f"did you mean {near}?" if near else f"a stack file has {', '.join(STACK_FILE_KEYS)}"
-                    raise StackFileError(f"{self.source}: unknown top-level key {key_node.value!r}; {hint}")
+                    raise StackFileError(f"{self.source}: unknown top-level key {spell(key_node.value)}; {hint}")
         if not isinstance(config, MappingNode):
             raise StackFileError(f"{self.source}: expected a top-level 'config:' map")
         out: dict[str, str | Secret] = {}

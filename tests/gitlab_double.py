@@ -43,6 +43,7 @@ class GitLabDouble:
     serve_group: bool = True  # False: GET /groups/:id answers 404 (an API that serves only the listing)
     prefix: str = ""  # GitLab served under a path (e.g. "/gitlab"): its API is at <prefix>/api/v4, elsewhere an HTML 404
     version: str = "17.11.2"  # GET /version
+    version_body: Any = None  # answer GET /version with this instead (a server that is not GitLab)
     faults: list[Fault] = field(default_factory=list)
     on_listing: Callable[[int], None] | None = None  # called with the request's number (1, 2, ...) before answering
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
@@ -149,7 +150,8 @@ class GitLabDouble:
             return self._send(req, 401, {"message": "401 Unauthorized"})
         segments = parts.path.removeprefix(self.prefix).split("/")
         if segments[1:] == ["api", "v4", "version"]:
-            return self._send(req, 200, {"version": self.version, "revision": "0123abcd"})
+            body = self.version_body if self.version_body is not None else {"version": self.version, "revision": "0123abcd"}
+            return self._send(req, 200, body)
         # /api/v4/groups/<id>[/projects]
         if len(segments) >= 5 and segments[1:4] == ["api", "v4", "groups"]:
             group = self.group(segments[4])

@@ -153,7 +153,7 @@ def test_two_stacks_on_the_same_group_and_scope_are_refused(tmp_path, capsys):
     inventory = str(ROOT / "samples/shop.inventory.json")
     assert main(["plan", "--stack", "a", "--stacks-dir", str(stacks), "--inventory", inventory]) == 1
     err = capsys.readouterr().err
-    assert "stack a targets https://gitlab.example.com with environment scope '*'" in err
+    assert "stack a targets https://gitlab.example.com with environment scope \"*\"" in err
     assert "stack b (group shop and its subgroups) could also take shop/cart, shop/cart-v2" in err
     assert main(["plan", "--stack", "c", "--stacks-dir", str(stacks), "--inventory", inventory, "--format", "json"]) == 0
     # a --group override is a what-if on one stack, not a second stack file: it is not refused, and says so
@@ -175,7 +175,7 @@ def test_user_errors_are_one_message_with_the_documented_exit_code(tmp_path, cap
     assert "the listing is of group shop, but fleet:gitlab.group is acme" in capsys.readouterr().err
     (tmp_path / "broken.json").write_text('{"group": "acme", "projects": [{"id": "7"}]}')
     assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "broken.json")]) == 1
-    assert "error: --inventory: " in (err := capsys.readouterr().err) and "project #0: field 'id' is '7'; expected a positive integer" in err
+    assert "error: --inventory: " in (err := capsys.readouterr().err) and 'project #0: field id is "7"; expected a positive integer' in err
     assert main(["plan", "--stack", "good", "--stacks-dir", str(stacks), "--inventory", str(ROOT / "samples/shop.inventory.json"),
                  "--group", "shop", "--deployed", str(tmp_path / "missing.json")]) == 1
     assert capsys.readouterr().err.startswith("error: --deployed: cannot read stack outputs")
@@ -187,6 +187,7 @@ def test_user_errors_are_one_message_with_the_documented_exit_code(tmp_path, cap
     ("--group", "acme/ bad", 'argument --group: "acme/ bad" is not allowed; expected the group\'s full path'),
     ("--account-id", "12345", 'argument --account-id: "12345" is not allowed; expected the AWS account id'),
     ("--format", "yaml", "argument --format: invalid choice: 'yaml'"),
+    ("--stack", "../good", 'argument --stack: "../good" is not a stack name'),
 ])
 def test_a_bad_flag_value_names_the_flag_not_the_stack_file(tmp_path, flag, value, expected):
     stacks = tmp_path / "stacks"
@@ -256,8 +257,8 @@ def test_values_print_literally_in_the_table(tmp_path, capsys):
     inventory = str(ROOT / "samples/shop.inventory.json")
     assert main(["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", inventory]) == 0
     out = capsys.readouterr().out
-    assert "fleet:gitlab.exclude '[red]shop/none[/]' matches no project of shop" in " ".join(out.split())
-    assert "fleet:gitlab.exclude '[/]' matches no project" in " ".join(out.split())
+    assert 'fleet:gitlab.exclude "[red]shop/none[/]" matches no project of shop' in " ".join(out.split())
+    assert 'fleet:gitlab.exclude "[/]" matches no project' in " ".join(out.split())
 
 
 @pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
@@ -346,3 +347,32 @@ def test_an_error_a_flag_causes_in_the_stack_names_the_flag(tmp_path, capsys):
     assert main([*args, "--account-id", "222222222222"]) == 78
     assert "must be in this stack's account 222222222222 (--account-id)" in capsys.readouterr().err
     assert main(args) == 0
+
+
+def test_subcommand_help_documents_the_exit_codes_too():
+    for command in ("plan", "inventory"):
+        assert "\n  78  configuration" in run_cli(command, "--help").stdout
+
+
+def test_a_plan_with_no_roles_is_loud_in_the_table_and_on_stderr_with_json(tmp_path):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "s", gitlab={"url": "https://gitlab.example.com", "group": "shop", "exclude": ["shop/**"]})
+    args = ("plan", "--stack", "s", "--stacks-dir", str(stacks), "--inventory", "samples/shop.inventory.json")
+    table = run_cli(*args)
+    assert table.returncode == 0 and " ".join(table.stdout.split()).count("no roles planned for group shop: all 36 listed") == 1
+    as_json = run_cli(*args, "--format", "json")
+    assert as_json.returncode == 0 and json.loads(as_json.stdout)["projects"] == []
+    assert "warning: no roles planned for group shop: all 36 listed projects are skipped (" in as_json.stderr
+
+
+def test_errors_from_the_inventory_and_stacks_dir_flags_name_them(tmp_path, capsys):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "s", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    inventory = str(ROOT / "samples/shop.inventory.json")
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(stacks), "--inventory", inventory, "--group", "other"]) == 1
+    assert "error: --inventory: the listing is of group shop, but --group is other" in capsys.readouterr().err
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(tmp_path / "nope"), "--inventory", inventory]) == 64
+    assert capsys.readouterr().err.startswith("error: --stacks-dir: ")
+    (stacks / "Pulumi.broken.yaml").write_text("config:\n  fleet:gitlab:\n    includeArchived: yes\n")
+    assert main(["plan", "--stack", "s", "--stacks-dir", str(stacks), "--inventory", inventory]) == 78
+    assert "cannot check stack broken for an overlap with stack s" in capsys.readouterr().err

@@ -1,10 +1,12 @@
 """Stack configuration: defaults, and errors that name the key, the value and what is allowed."""
 
 import json
+import re
 
 import pytest
 
-from fleet.config import RefRule
+from fleet.config import RefRule, parse_ref
+from fleet.spelling import spell
 from fleet.errors import ConfigError
 from tests.helpers import make_config, raw_config
 from fleet.config import parse_config
@@ -99,7 +101,7 @@ def test_instance_url_is_normalised_and_gitlab_com_is_recognised_however_spelt()
     ("https://host.example/gitlab/..", "expected a path of letters"),
 ])
 def test_bad_instance_urls_are_refused(url, expected):
-    assert any(f"fleet:gitlab.url: {json.dumps(url)} is not allowed; {expected}" in p for p in problems(gitlab={"url": url})), \
+    assert any(f"fleet:gitlab.url: {spell(url)} is not allowed; {expected}" in p for p in problems(gitlab={"url": url})), \
         problems(gitlab={"url": url})
 
 
@@ -147,6 +149,8 @@ def test_gitlab_timeout_and_retries():
     ({"refs": ["branch:main"]}, "fleet:refs: unknown key (set to [\"branch:main\"]); did you mean fleet:trust.refs?", None),
     ({"gitLab": {"url": "https://gitlab.example.com", "group": "shop"}, "gitlab": None}, "did you mean fleet:gitlab?", "fleet:gitlab."),
     ({"role": {"maxSessionDurationSeconds": 7200}}, "did you mean fleet:role.maxSessionDuration?", None),
+    ({"gitlab": {"accountId": "111111111111", "url": "https://gitlab.example.com", "group": "shop"}, "accountId": None},
+     'fleet:gitlab.accountId: unknown key (set to "111111111111"); did you mean fleet:accountId?', "fleet:accountId"),
     ({"gitlab": {"frobnicate": 1}}, "fleet:gitlab.frobnicate: unknown key (set to 1); known keys of fleet:gitlab are url, apiUrl, group", None),
 ])
 def test_a_misspelt_key_gets_a_did_you_mean_and_no_knock_on_error(raw, expected, not_expected):
@@ -178,10 +182,14 @@ def problems_of(raw):
 
 
 @pytest.mark.parametrize("ref, expected", [
-    ("main", 'fleet:trust.refs[0]: "main" is not allowed; did you mean "branch:main" (or "tag:main")?'),
+    ("main", 'fleet:trust.refs[0]: "main" is not allowed; did you mean "branch:main" or "tag:main"?'),
+    ("{default_branch}", 'did you mean "branch:{default_branch}"? A rule'),
+    ("refs/heads/a b", "and it holds a space"),
+    ("v[0-9]*", "and character classes such as [0-9] are not globs here"),
+    ("brnch:a b", '"brnch" is not a ref type'),
     ("refs/heads/main", 'did you mean "branch:main"? GitLab\'s tokens name the ref without refs/heads/'),
     ("refs/tags/v1", 'did you mean "tag:v1"?'),
-    ("brnch:dev", 'did you mean "branch:dev"? \'brnch\' is not a ref type'),
+    ("brnch:dev", 'did you mean "branch:dev"? "brnch" is not a ref type'),
     ("branch:", "the name after branch: is empty"),
     ("tag:", "the name after tag: is empty"),
     ("branch:a b", "it holds a space"),
@@ -195,6 +203,8 @@ def problems_of(raw):
 def test_each_bad_ref_says_what_is_wrong_with_it(ref, expected):
     found = problems_of(raw_config(trust={"refs": ["branch:main", ref]}) | {"trust": {"refs": [ref]}})
     assert any(expected in p for p in found), found
+    for suggestion in re.findall(r'did you mean "([^"]+)"', " ".join(found)):  # a suggestion is always a valid rule
+        assert isinstance(parse_ref(suggestion), RefRule), suggestion
 
 
 def test_values_are_shown_as_yaml_spells_them():
@@ -204,3 +214,9 @@ def test_values_are_shown_as_yaml_spells_them():
     assert any(p.startswith('fleet:gitlab.includeArchived: "true" is not allowed') for p in found)
     assert any(p.startswith("fleet:role.maxSessionDuration: 1.5 is not allowed") for p in found)
     assert not any("'" + "12'" in p or "None" in p or "True" in p for p in found), found
+
+
+def test_non_ascii_values_are_shown_as_written_and_invisible_characters_as_escapes():
+    found = problems_of(raw_config(gitlab={"group": "acmé/ü"}, variables={"environmentScope": "prod\u200b"}))
+    assert any(p.startswith('fleet:gitlab.group: "acmé/ü" is not allowed') for p in found), found
+    assert any(p.startswith('fleet:variables.environmentScope: "prod\\u200b" is not allowed') for p in found), found

@@ -322,3 +322,17 @@ def test_a_404_that_names_no_group_is_judged_by_get_version(shop):
     shop.faults.append(Fault(count=1, status=503, path_contains="/version"))
     with pytest.raises(DiscoveryError, match=r"was not found .* Or: .* is not GitLab's API"):
         fetch_inventory(cfg(shop, max_retries=0), TOKEN, progress=None)
+
+
+@pytest.mark.parametrize("body", [{}, [], {"status": "ok"}])
+def test_a_404_from_a_server_whose_version_answer_is_not_gitlabs_blames_the_api_address(shop, body):
+    shop.version_body = body
+    shop.faults.append(Fault(count=1, status=404))
+    with pytest.raises(DiscoveryError, match=r"is not GitLab's API"):
+        fetch_inventory(cfg(shop), TOKEN, progress=None)
+
+
+def test_gitlabs_own_group_not_found_needs_no_second_request(shop):
+    with pytest.raises(DiscoveryError, match=r"^GitLab group 'nope' was not found"):
+        fetch_inventory(cfg(shop, group="nope"), TOKEN, progress=None)
+    assert [path for path, _ in shop.requests] == ["/api/v4/groups/nope/projects"]

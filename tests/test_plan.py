@@ -60,7 +60,7 @@ def test_exclude_globs_and_a_warning_for_a_glob_that_matches_nothing():
     inv = listing(p(1, "shop/sandbox/a"), p(2, "shop/team/b"), p(3, "shop/sandboxed"))
     plan = build_plan(make_config(gitlab={"exclude": ["shop/sandbox/**", "shop/nothing-*"]}), inv, "s")
     assert reasons(plan) == {"shop/sandbox/a": "excluded"}
-    assert plan.warnings == ("fleet:gitlab.exclude 'shop/nothing-*' matches no project of shop",)
+    assert plan.warnings == ('fleet:gitlab.exclude "shop/nothing-*" matches no project of shop',)
 
 
 def test_empty_repository_with_only_default_branch_rule_is_skipped_not_given_a_dead_role():
@@ -128,7 +128,7 @@ def test_warnings_for_suffixed_names_and_role_path():
     assert [x.role_arn for x in plan.projects] == ["arn:aws:iam::111111111111:role/ci/gitlab-shop-a-b",
                                                    "arn:aws:iam::111111111111:role/ci/gitlab-shop-a-b_2"]
     assert "shop/a-b -> gitlab-shop-a-b_2" in plan.warnings[0] and "--role-name" in plan.warnings[0]
-    assert "fleet:role.path is '/ci/'" in plan.warnings[1]
+    assert 'fleet:role.path is "/ci/"' in plan.warnings[1]
 
 
 def test_tags_and_description_stay_within_iam_limits():
@@ -152,7 +152,7 @@ def test_a_default_branch_git_would_refuse_skips_only_that_project_and_only_when
     plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}", "tag:v*"]}), inv, "s")
     assert [x.path for x in plan.projects] == ["shop/fine"]
     assert reasons(plan) == {"shop/odd": "bad-default-branch", "shop/odd2": "bad-default-branch"}
-    assert "'v1*': it holds '*' or '?'" in plan.skipped[0].detail
+    assert '"v1*": it holds \'*\' or \'?\'' in plan.skipped[0].detail
     plan = build_plan(make_config(trust={"refs": ["branch:main"]}), inv, "s")  # the default branch plays no part
     assert [x.path for x in plan.projects] == ["shop/odd", "shop/fine", "shop/odd2"]
 
@@ -182,6 +182,8 @@ def test_a_plan_with_no_roles_says_so_with_the_group_and_the_reasons():
     inv = listing(p(1, "shop/old", archived=True), p(2, "shop/empty", default_branch=None), p(3, "shop/sandbox/x"))
     plan = build_plan(make_config(trust={"refs": ["branch:{default_branch}"]}, gitlab={"exclude": ["shop/sandbox/**"]}), inv, "s")
     assert not plan.projects
-    assert "no roles planned for group shop: all 3 listed projects are skipped (1 archived, 1 excluded, 1 no-refs)" in plan.warnings
+    warning = "no roles planned for group shop: all 3 listed projects are skipped (1 archived, 1 excluded, 1 no-refs)"
+    assert plan.no_roles_warning == warning and plan.to_json()["warnings"][0] == warning
     plan = build_plan(make_config(), listing(), "s")
-    assert "no roles planned for group shop: GitLab lists no projects in it" in plan.warnings
+    assert plan.to_json()["warnings"] == ["no roles planned for group shop: GitLab lists no projects in it"]
+    assert build_plan(make_config(), listing(p(1, "shop/a")), "s").no_roles_warning is None

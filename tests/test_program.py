@@ -193,7 +193,7 @@ def test_adopted_provider_boundary_and_role_settings(shop, tmp_path, moto_accoun
 
 @pytest.mark.parametrize("existing, message", [
     (None, "cannot be read in account 111111111111"),
-    (("https://gitlab.example.com", ["https://gitlab.example.com"]), "does not list the audience 'sts.amazonaws.com'"),
+    (("https://gitlab.example.com", ["https://gitlab.example.com"]), 'does not list the audience "sts.amazonaws.com"'),
 ])
 def test_adopted_provider_must_exist_and_accept_the_audience(shop, tmp_path, moto_account, existing, message):
     config = stack_config(shop, oidc={"providerArn": f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com",
@@ -320,7 +320,7 @@ def test_names_kept_in_a_secret_output_are_read_too(shop, tmp_path, moto_account
 
 def test_a_corrupt_role_names_output_is_refused(shop, tmp_path, moto_account):
     created: list[FleetMocks] = []
-    with pytest.raises(pulumi.RunError, match=r"roleNames key 'x' is not a project id"):
+    with pytest.raises(pulumi.RunError, match=r'roleNames key "x" is not a project id'):
         run(tmp_path, stack_config(shop), previous_outputs={"roleNames": {"x": "gitlab-a"}}, created=created)
     assert created_nothing(created[0])
 

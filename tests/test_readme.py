@@ -40,6 +40,11 @@ STAND_INS = {r"pulumi stack output --json > (\S+)": "outputs"}
 RUNNABLE = r"(\.venv/bin/python -m fleet|make|sed) .*"
 
 
+def test_every_shell_block_is_marked_sh():
+    """Commands in ```bash/```shell/```console blocks would escape the checks below."""
+    assert not re.findall(r"^[ ]*```(bash|shell|console|zsh)\b", README, flags=re.M)
+
+
 def readme_commands() -> list[str]:
     """The commands of every ```sh block, comments dropped and `\\` continuations joined."""
     commands = []
@@ -94,6 +99,26 @@ def write_outputs(project: Path, env: dict[str, str], path: Path) -> None:
     path.write_text(json.dumps({"roleNames": names, "counts": {"roles": len(names)}}))
 
 
+def output_problem(command: str, stdout: str, cwd: Path) -> str | None:
+    """What is wrong with what a command printed or wrote, judged by what the README says it does."""
+    redirect = re.search(r">\s*(\S+)$", command)
+    out = (cwd / redirect.group(1)).read_text() if redirect else stdout
+    if not out.strip():
+        return "printed nothing"
+    if redirect and redirect.group(1).endswith(".json"):
+        try:
+            data = json.loads(out)
+        except json.JSONDecodeError as err:
+            return f"wrote no JSON to {redirect.group(1)} ({err})"
+        if ("plan" in command or "inventory" in command) and not data.get("projects"):
+            return f"wrote no projects to {redirect.group(1)}"
+    elif "--help" in command:
+        return None if "usage:" in out else "printed no usage"
+    elif re.search(r"\b(plan|demo)\b", command) and "Roles planned for stack" not in out:
+        return "printed no plan table"
+    return None
+
+
 def test_every_readme_command_runs_as_written(project):
     env = {k: v for k, v in os.environ.items() if k not in ("GITLAB_TOKEN", "VIRTUAL_ENV")}
     env["GITLAB_TOKEN"] = "glpat-readme"
@@ -107,8 +132,9 @@ def test_every_readme_command_runs_as_written(project):
             continue
         result = subprocess.run(["bash", "-c", command], cwd=project, env=env, capture_output=True, text=True, timeout=120)
         ran += 1
-        if result.returncode != 0:
-            failures.append(f"{command}\n  exit {result.returncode}: {result.stderr[-800:]}")
+        wrong = f"exit {result.returncode}" if result.returncode else output_problem(command, result.stdout, project)
+        if wrong:
+            failures.append(f"{command}\n  {wrong}: {result.stderr[-800:]}")
     assert ran >= 8
     assert not failures, "\n".join(failures)
 

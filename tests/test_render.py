@@ -133,7 +133,7 @@ def test_no_roles_is_said_loudly_with_the_skip_reasons(plan):
     empty = dataclasses.replace(plan, projects=())
     text = render(empty, 80)
     joined = " ".join(text.split())
-    assert "no roles planned for group shop: 7 projects skipped (2 archived, 2 excluded, 1 pending-deletion, 2 shared-in)" in joined
+    assert "no roles planned for group shop: all 7 listed projects are skipped (2 archived, 2 excluded, 1 pending-deletion, 2 shared-in)" in joined
     assert "Roles planned" not in text and "Skipped projects" in text
     assert joined.endswith(" ".join(summary(empty).split()))
 

@@ -148,7 +148,7 @@ def test_a_stack_file_plan_cannot_read_whole_is_refused(tmp_path):
     with pytest.raises(FleetError, match=r"imports Pulumi ESC environments \(environment:\), whose values `pulumi up` reads"):
         read_stack(tmp_path, "esc")
     (tmp_path / "Pulumi.typo.yaml").write_text("confg:\n  x: 1\n" + base)
-    with pytest.raises(FleetError, match="unknown top-level key 'confg'; did you mean config\\?"):
+    with pytest.raises(FleetError, match='unknown top-level key "confg"; did you mean config\\?'):
         read_stack(tmp_path, "typo")
     (tmp_path / "Pulumi.ok.yaml").write_text("secretsprovider: passphrase\nencryptionsalt: v1:abc\n" + base)
     assert read_stack(tmp_path, "ok").config["fleet:accountId"] == "111111111111"

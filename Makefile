@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# No "Entering directory" lines on stdout, even when run from another make: `make plan ... > FILE` stays JSON.
+MAKEFLAGS += --no-print-directory
 
 .PHONY: demo test plan inventory help clean
 

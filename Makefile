@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# No "Entering directory" lines on stdout, even when run from another make: `make plan ... > FILE` stays JSON.
+# No "Entering directory" lines on stdout when `make test` runs `make plan` (the README test does). A make
+# started with -C, or by another Makefile, prints them before reading this file: use `make -s` there.
 MAKEFLAGS += --no-print-directory
 
 .PHONY: demo test plan inventory help clean

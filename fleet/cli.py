@@ -16,17 +16,21 @@ from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, load_inventory
+from .naming import helper_role_name, path_slug
 from .planner import build_plan
-from .render import render_json, render_table
+from .policy_library import RenderContext, library_for, unknown_names
+from .render import render_entry, render_json, render_library, render_table
 from .selection import check_group
 from .stacks import (
     DEFAULT_STACKS_DIR,
+    StackFile,
     check_overlaps,
     config_target,
     display_path,
     list_stacks,
     other_targets,
     read_stack,
+    region_of,
     stack_config,
     stack_path,
 )
@@ -126,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     description="Print {\"group\": ..., \"projects\": [...]} as GitLab lists them, before any filtering.",
                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(inventory)
+
+    policies = commands.add_parser("policies", help="the policy library: list its entries, show one rendered",
+                                   description="The policy library: the bundled entries and the stack's fleet:policies.libraries.",
+                                   epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = policies.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="every entry: name, how it is attached, where it comes from, what it allows")
+    show = actions.add_parser("show", help="one entry rendered for a project, and what the linter says of it")
+    show.add_argument("name", metavar="NAME", help="the entry's name")
+    show.add_argument("--project", required=True, metavar="PATH", help="the project's full path, e.g. acme/apps/cart")
+    show.add_argument("--project-id", type=int, metavar="ID", help="the project's id, for ${project_id} (default: 0)")
+    for sub in (listing, show):
+        sub.add_argument("--stack", type=_stack_name, help="read the stack's fleet:policies.libraries, account, region and name")
+        sub.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR,
+                         help=f"directory of the stack files (default: {DEFAULT_STACKS_DIR})")
     return parser
 
 
@@ -154,15 +172,38 @@ def _from_flag(flag: str, load: Callable[[str], T], value: str) -> T:
         raise type(err)(f"{flag}: {err}") from err
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _stack(args: argparse.Namespace) -> StackFile:
     if not args.stacks_dir.is_dir():
         raise UsageError(f"--stacks-dir: {display_path(args.stacks_dir)} is not a directory")
     if not stack_path(args.stacks_dir, args.stack).is_file():
         known = ", ".join(list_stacks(args.stacks_dir)) or "none"
         raise UsageError(f"--stack: no stack file {display_path(stack_path(args.stacks_dir, args.stack))} "
                          f"(stacks in {display_path(args.stacks_dir)}: {known})")
-    stack = read_stack(args.stacks_dir, args.stack)
+    return read_stack(args.stacks_dir, args.stack)
+
+
+def _policies(args: argparse.Namespace) -> int:
+    stack = _stack(args) if args.stack else None
+    config = stack_config(stack) if stack else None
+    library = library_for(config.policies.libraries if config else (), args.stacks_dir.parent)
+    if args.action == "list":
+        render_library(library, sys.stdout)
+        return 0
+    if args.name not in library:
+        raise UsageError(f"NAME: {unknown_names([args.name], library)[0]}")
+    context = RenderContext(
+        account_id=config.account_id if config else "123456789012", region=region_of(stack) if stack else "eu-west-1",
+        partition="aws", stack=args.stack or "STACK", project_path=args.project, project_slug=path_slug(args.project),
+        project_id=str(args.project_id or 0), role_name=helper_role_name(args.project))
+    render_entry(library[args.name], context, sys.stdout)
+    return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "policies":
+        return _policies(args)
+    stack = _stack(args)
     overrides = _overrides(args)
     config = stack_config(stack, overrides, {key: FLAGS[key] for key in overrides})
     if args.command == "inventory":
@@ -175,7 +216,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.inventory:  # a saved listing can be of any group
         _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
     deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
-    plan = build_plan(config, listing, args.stack, deployed)
+    library = library_for(config.policies.libraries, args.stacks_dir.parent)
+    plan = build_plan(config, listing, args.stack, deployed, library=library, region=region_of(stack))
     if deployed is None:
         print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "
               "(pulumi stack output --json) to see the names pulumi up keeps", file=sys.stderr)

@@ -84,6 +84,33 @@ class VariablesConfig:
 
 
 @dataclass(frozen=True)
+class PolicyRule:
+    """`fleet:policies.rules[i]`: entries attached to the projects that match every given condition."""
+
+    paths: tuple[str, ...]  # globs, as in fleet:gitlab.exclude; empty: any path
+    topics: tuple[str, ...]  # GitLab topics the project must all carry; empty: any
+    attach: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PoliciesConfig:
+    libraries: tuple[str, ...] = ()  # extra library folders, relative to the project
+    default: tuple[str, ...] = ()  # attached to every role
+    rules: tuple[PolicyRule, ...] = ()
+    self_service: tuple[str, ...] = ()  # entries a project may opt into with the topic aws:<entry>
+    allow_privileged: tuple[str, ...] = ()  # entries allowed to hold privileged actions
+
+
+@dataclass(frozen=True)
+class QuotasConfig:
+    """IAM quotas of the account (raise them here after raising them with AWS)."""
+
+    managed_policies_per_role: int = 10
+    customer_managed_policies_per_account: int = 1500
+    roles_per_account: int = 1000
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     account_id: str
     gitlab: GitLabConfig
@@ -91,6 +118,8 @@ class FleetConfig:
     refs: tuple[RefRule, ...]
     role: RoleConfig
     variables: VariablesConfig
+    policies: PoliciesConfig = PoliciesConfig()
+    quotas: QuotasConfig = QuotasConfig()
 
     @property
     def issuer(self) -> str:
@@ -106,8 +135,11 @@ _OIDC_KEYS: dict[str, Any] = {"audience": None, "providerArn": None}
 _TRUST_KEYS: dict[str, Any] = {"refs": ["branch:main"]}
 _ROLE_KEYS: dict[str, Any] = {"path": "/", "maxSessionDuration": 3600, "permissionsBoundary": None}
 _VARIABLES_KEYS: dict[str, Any] = {"environmentScope": "*", "protected": False}
+_POLICIES_KEYS: dict[str, Any] = {"libraries": [], "default": [], "rules": [], "selfService": {}, "allowPrivileged": []}
+_QUOTAS_KEYS: dict[str, Any] = {"managedPoliciesPerRole": 10, "customerManagedPoliciesPerAccount": 1500, "rolesPerAccount": 1000}
 SECTIONS: dict[str, dict[str, Any]] = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEYS, "trust": _TRUST_KEYS,
-            "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS}
+            "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS, "policies": _POLICIES_KEYS, "quotas": _QUOTAS_KEYS}
+ENTRY_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TOP_LEVEL_KEYS = ("accountId", *SECTIONS)
 
 
@@ -291,13 +323,14 @@ def parse_ref(text: Any) -> RefRule | str:
         for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
             if text.startswith(prefix):
                 text, kinds, why = text.removeprefix(prefix), (kind,), f"GitLab's tokens name the ref without {prefix}"
+                break
         valid = [f"{kind}:{text}" for kind in kinds if isinstance(parse_ref(f"{kind}:{text}"), RefRule)]
         if valid:
             return f"did you mean {' or '.join(spell(v) for v in valid)}? {why[0].upper()}{why[1:]}"
         return f"use {ALLOWED_REFS}; and {parse_ref(f'{kinds[0]}:{text}')}"
     if ref_type not in REF_TYPES:
         near = did_you_mean(ref_type, list(REF_TYPES))
-        hint = f"did you mean \"{near}:{pattern}\"? " if near and isinstance(parse_ref(f"{near}:{pattern}"), RefRule) else ""
+        hint = f"did you mean {spell(f'{near}:{pattern}')}? " if near and isinstance(parse_ref(f"{near}:{pattern}"), RefRule) else ""
         return f"{hint}{spell(ref_type)} is not a ref type: use {ALLOWED_REFS}"
     if pattern == DEFAULT_BRANCH:
         return RefRule(ref_type, pattern) if ref_type == "branch" else "{default_branch} is a branch: write \"branch:{default_branch}\""
@@ -403,6 +436,17 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
                                                           "or 'review/*' (letters, digits, spaces inside, '_./${}*-')")
     protected = _bool(va, "variables", "protected", problems)
 
+    policies = _policies(sections["policies"], problems)
+    qu = sections["quotas"]
+    quotas = QuotasConfig(
+        managed_policies_per_role=int(_number(qu, "quotas", "managedPoliciesPerRole", problems, 1, 25,
+                                              "a whole number from 1 to 25 (IAM's highest quota)", whole=True)),
+        customer_managed_policies_per_account=int(_number(qu, "quotas", "customerManagedPoliciesPerAccount", problems, 1, 5000,
+                                                          "a whole number from 1 to 5000 (IAM's highest quota)", whole=True)),
+        roles_per_account=int(_number(qu, "quotas", "rolesPerAccount", problems, 1, 5000,
+                                      "a whole number from 1 to 5000 (IAM's highest quota)", whole=True)),
+    )
+
     if problems.items:
         raise ConfigError(problems.items)
     assert isinstance(account_id, str)  # checked above
@@ -413,7 +457,65 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         refs=tuple(refs),
         role=RoleConfig(path=path, max_session_duration=duration, permissions_boundary=boundary),
         variables=VariablesConfig(environment_scope=scope, protected=protected),
+        policies=policies, quotas=quotas,
     )
+
+
+def _names(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:
+    """A list of library entry names."""
+    if not isinstance(value, list) or not all(isinstance(n, str) and ENTRY_NAME_RE.fullmatch(n) for n in value):
+        problems.add(key, value, 'expected a list of policy library entry names, e.g. ["caller-identity"]')
+        return ()
+    return tuple(value)
+
+
+def _strings_list(value: Any, key: str, problems: _Problems, allowed: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and v == v.strip() for v in value):
+        problems.add(key, value, allowed)
+        return ()
+    return tuple(value)
+
+
+def _keys_known(value: Mapping[str, Any], known: tuple[str, ...], key: str, problems: _Problems) -> None:
+    for name in value:
+        if name not in known:
+            near = did_you_mean(str(name), list(known))
+            problems.add(f"{key}.{name}", value[name], f"unknown key; {f'did you mean {key}.{near}?' if near else 'known keys are ' + ', '.join(known)}")
+
+
+def _policies(po: dict[str, Any], problems: _Problems) -> PoliciesConfig:
+    """`fleet:policies`: the library folders, and which entries each project gets."""
+    libraries = _strings_list(po["libraries"], "policies.libraries", problems,
+                              'expected a list of folders relative to the project, e.g. ["policies"]')
+    rules: list[PolicyRule] = []
+    raw_rules = po["rules"] if isinstance(po["rules"], list) else None
+    if raw_rules is None:
+        problems.add("policies.rules", po["rules"], "expected a list of {match: {paths: [...], topics: [...]}, attach: [...]}")
+    for i, rule in enumerate(raw_rules or []):
+        key = f"policies.rules[{i}]"
+        if not isinstance(rule, Mapping):
+            problems.add(key, rule, "expected {match: {paths: [...], topics: [...]}, attach: [...]}")
+            continue
+        _keys_known(rule, ("match", "attach"), key, problems)
+        match = rule.get("match", MISSING)
+        if not isinstance(match, Mapping) or not (match.get("paths") or match.get("topics")):
+            problems.add(f"{key}.match", match, "expected paths (globs) and/or topics; a rule for every project belongs "
+                                                "in fleet:policies.default")
+            match = {}
+        _keys_known(match, ("paths", "topics"), f"{key}.match", problems)
+        rules.append(PolicyRule(
+            paths=_strings_list(match.get("paths", []), f"{key}.match.paths", problems, 'expected a list of path globs, e.g. ["acme/apps/**"]'),
+            topics=_strings_list(match.get("topics", []), f"{key}.match.topics", problems, 'expected a list of GitLab topics, e.g. ["container"]'),
+            attach=_names(rule.get("attach", MISSING), f"{key}.attach", problems)))
+    self_service = po["selfService"]
+    allowed: tuple[str, ...] = ()
+    if not isinstance(self_service, Mapping):
+        problems.add("policies.selfService", self_service, 'expected {allowed: ["<entry>", ...]}')
+    else:
+        _keys_known(self_service, ("allowed",), "policies.selfService", problems)
+        allowed = _names(self_service.get("allowed", []), "policies.selfService.allowed", problems)
+    return PoliciesConfig(libraries=libraries, default=_names(po["default"], "policies.default", problems), rules=tuple(rules),
+                          self_service=allowed, allow_privileged=_names(po["allowPrivileged"], "policies.allowPrivileged", problems))
 
 
 def fleet_values(stack_config: Mapping[str, Any]) -> dict[str, Any]:

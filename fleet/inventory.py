@@ -36,6 +36,7 @@ class Project:
     namespace_id: int | None = None  # the id of the group (or user) that holds it, when the listing says
     shared_with_ids: frozenset[int] = frozenset()  # ids of the groups it is shared with, where the listing says
     default_branch_problem: str | None = None  # why the listed default branch is not a git branch name
+    topics: tuple[str, ...] = ()  # GitLab topics, as listed (`topics`; `tag_list` before GitLab 14)
 
 
 @dataclass(frozen=True)
@@ -93,11 +94,14 @@ def parse_project(value: Any, index: int) -> Project:
     shared_ids = [s.get("group_id") for s in shared if s.get("group_id") is not None]
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in shared_ids):
         raise _fail(where, "shared_with_groups", shared, "group ids that are integers")
+    topics = value.get("topics", value.get("tag_list")) or []
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise _fail(where, "topics", topics, "a list of topic names")
     return Project(
         id=project_id, path=path, default_branch=None if branch_problem else branch, archived=archived,
         pending_deletion=pending, default_branch_problem=branch_problem and f"{spell(branch)}: {branch_problem}",
         shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
-        shared_with_ids=frozenset(shared_ids),
+        shared_with_ids=frozenset(shared_ids), topics=tuple(topics),
     )
 
 

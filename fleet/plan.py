@@ -31,13 +31,33 @@ class VariablePlan:
 
 @dataclass(frozen=True)
 class PolicyPlan:
-    """A policy to attach to a role. The policy library (a later issue) fills these in."""
+    """A policy library entry on one role: inline (its own rendered document), or an attached managed policy."""
 
-    name: str
-    document: dict[str, Any]
+    name: str  # the library entry
+    attachment: str  # "inline" | "managed" (the stack's shared policy) | "aws-managed"
+    reason: str  # "default" | "rule N" | "topic aws:<entry>"
+    arn: str | None = None  # managed, aws-managed
+    document: dict[str, Any] | None = None  # inline
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "document": self.document}
+        body = {"arn": self.arn} if self.document is None else {"document": self.document}
+        return {"name": self.name, "attachment": self.attachment, **body, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class ManagedPolicyPlan:
+    """A library entry without per-project placeholders: one customer managed policy of the stack."""
+
+    name: str  # the library entry
+    policy_name: str  # its IAM name
+    path: str
+    arn: str
+    document: dict[str, Any]
+    description: str
+    attached_to: int  # how many roles
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "arn": self.arn, "document": self.document, "attached_to": self.attached_to}
 
 
 @dataclass(frozen=True)
@@ -92,6 +112,7 @@ class Plan:
     projects: tuple[ProjectPlan, ...]
     skipped: tuple[Skipped, ...]
     warnings: tuple[str, ...] = field(default=())
+    managed_policies: tuple[ManagedPolicyPlan, ...] = ()
 
     @property
     def no_roles_warning(self) -> str | None:
@@ -118,6 +139,7 @@ class Plan:
             "audience": self.audience, "provider_arn": self.provider_arn,
             "create_provider": self.create_provider, "group": self.group,
             "projects": [p.to_json() for p in self.projects],
+            "managed_policies": [m.to_json() for m in self.managed_policies],
             "skipped": [s.to_json() for s in self.skipped],
             "counts": self.counts(), "warnings": list(self.all_warnings),
         }

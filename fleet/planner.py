@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from .config import FleetConfig
@@ -20,6 +22,8 @@ from .plan import (
     Skipped,
     VariablePlan,
 )
+from .policies import StackContext, plan_policies
+from .policy_library import Entry
 from .selection import check_group, select_projects
 from .spelling import spell
 from .trust import TRUST_POLICY_MAX_CHARS, ProjectRef, policy_size, provider_arn, resolve_refs, trust_policy
@@ -30,8 +34,10 @@ def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
-def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: Deployed | None = None) -> Plan:
-    """The plan for one stack. `deployed`: the role names the stack holds now (none before its first `up`)."""
+def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: Deployed | None = None, *,
+               library: Mapping[str, Entry] | None = None, region: str = "") -> Plan:
+    """The plan for one stack. `deployed`: the role names the stack holds now (none before its first `up`);
+    `library`: the policy library (`policy_library.load_library`); `region`: the stack's aws:region."""
     check_group(config, inventory)
     candidates, skipped, warnings = select_projects(config, inventory)
     selected = []
@@ -94,6 +100,12 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     if too_large:
         raise PlanError(f"trust policies over IAM's {TRUST_POLICY_MAX_CHARS}-character limit; allow fewer refs in "
                         f"fleet:trust.refs (use a glob) for: {', '.join(too_large)}")
+    by_id = {p.id: p for p in inventory.projects}
+    policies, managed_policies, policy_warnings = plan_policies(
+        config.policies, config.quotas, library or {}, [(by_id[p.id], p.role_name) for p in projects],
+        StackContext(account_id=config.account_id, region=region, partition="aws", stack=stack))
+    projects = [dataclasses.replace(p, policies=policies[p.id]) for p in projects]
+    warnings += policy_warnings
     suffixed = [p for p in projects if not p.helper_compatible]
     if suffixed:
         warnings.append(f"{len(suffixed)} role name(s) carry an id suffix because another project's path gives the same "
@@ -111,5 +123,5 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         provider_arn=provider, create_provider=config.oidc.provider_arn is None, group=inventory.group.full_path,
         role_path=role_path, max_session_duration=config.role.max_session_duration,
         permissions_boundary=config.role.permissions_boundary,
-        projects=tuple(projects), skipped=tuple(skipped), warnings=tuple(warnings),
+        projects=tuple(projects), skipped=tuple(skipped), warnings=tuple(warnings), managed_policies=managed_policies,
     )

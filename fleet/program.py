@@ -24,6 +24,7 @@ from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
 from .plan import Plan
 from .planner import build_plan
+from .policy_library import library_for
 from .resources import declare
 from .spelling import spell
 from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
@@ -141,7 +142,8 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     outputs, source = previous_outputs()
     inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
     deployed = deployed_names(outputs, inventory.projects, source, owner_of=role_owner)
-    plan = build_plan(config, inventory, stack, deployed)
+    library = library_for(config.policies.libraries, stacks_dir.parent)
+    plan = build_plan(config, inventory, stack, deployed, library=library, region=pulumi.Config("aws").get("region") or "")
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
     check_role_names_free(plan, deployed)
     return plan
@@ -157,7 +159,7 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
         plan = make_plan(config, token, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err
-    for warning in plan.warnings:
+    for warning in plan.all_warnings:
         pulumi.log.warn(warning)
     outputs = declare(plan, gitlab_provider=gitlab_provider(config, token))
     for key, value in outputs.items():

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TextIO
 
 from rich import box
@@ -11,6 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from .plan import Plan
+from .policy_library import BUNDLED, Entry, RenderContext, render
+from .policy_lint import document_size, lint, privileged
 
 GAP = 2  # spaces between two table columns (see _table)
 MARK = "!"  # marks a suffixed role name
@@ -115,6 +120,60 @@ def render_table(plan: Plan, out: TextIO, width: int | None = None) -> None:
             skipped.add_row(Text(str(s.id)), Text(elide(s.path, room)), Text(s.reason), Text(s.detail))
         console.print(Text("Skipped projects", style="bold"))
         console.print(skipped)
+    _render_policies(plan, console, width)
     for warning in plan.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", warning))
     console.print(Text(summary(plan)))
+
+
+def _render_policies(plan: Plan, console: Console, width: int) -> None:
+    """Each project's policy library entries (inline ones marked `+`), and the stack's shared managed policies."""
+    with_policies = [p for p in plan.projects if p.policies]
+    if not with_policies:
+        return
+    id_width = max(len(str(p.id)) for p in with_policies)
+    table = _table()
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("project", no_wrap=True)
+    table.add_column("policies (+ inline)")
+    room = max(width // 3, 24)
+    for p in with_policies:
+        names = ", ".join(("+" if pol.attachment == "inline" else "") + pol.name for pol in p.policies)
+        table.add_row(Text(str(p.id).rjust(id_width)), Text(elide(p.path, room)), Text(names))
+    console.print(Text("Policies", style="bold"))
+    console.print(table)
+    for m in plan.managed_policies:
+        console.print(Text(f"managed policy {m.policy_name} (entry {m.name}): one for the stack, attached to {m.attached_to} role(s)"))
+
+
+def render_library(library: Mapping[str, Entry], out: TextIO, width: int | None = None) -> None:
+    """Every entry: its name, how it is attached, where it comes from and what it allows."""
+    console = Console(file=out, width=width or Console(file=out).width, soft_wrap=False, highlight=False)
+    table = _table()
+    table.add_column("entry", no_wrap=True)
+    table.add_column("attached as", no_wrap=True)
+    table.add_column("allows")
+    for name, entry in sorted(library.items()):
+        kind = "aws-managed" if entry.arn else "inline" if entry.per_project else "managed"
+        source = "" if Path(entry.source).parent == BUNDLED else f" ({entry.source})"
+        first = entry.description.split(". ", 1)[0].rstrip(".") + "."  # `policies show NAME` prints the rest
+        table.add_row(Text(name), Text(kind), Text(first + source))
+    console.print(table)
+
+
+def render_entry(entry: Entry, context: RenderContext, out: TextIO) -> None:
+    """The entry rendered for one project as JSON on `out`; how it attaches and what the linter says, on stderr."""
+    if entry.arn:
+        out.write(json.dumps({"arn": entry.arn}, indent=2) + "\n")
+        print(f"{entry.name}: the AWS managed policy {entry.arn}, attached as it is", file=sys.stderr)
+        return
+    document = render(entry, context)
+    out.write(json.dumps(document, indent=2) + "\n")
+    kind = "an inline policy on each role" if entry.per_project else "one customer managed policy of the stack"
+    print(f"{entry.name} ({entry.source}): {kind}, {document_size(document)} characters", file=sys.stderr)
+    for finding in lint(document):
+        accepted = next((a.reason for a in entry.accept if a.finding == finding.code), None)
+        state = f"accepted: {accepted}" if accepted and finding.acceptable else "refused"
+        print(f"  {finding.code}: {finding.message} ({state})", file=sys.stderr)
+    for why in privileged(document):
+        print(f"  privileged: {why} (needs fleet:policies.allowPrivileged)", file=sys.stderr)

@@ -7,7 +7,7 @@ resources instead of one project's role being deleted and another's created.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,8 @@ class ProjectAccess(pulumi.ComponentResource):
     role: aws.iam.Role
 
     def __init__(self, project: ProjectPlan, settings: RoleSettings, *, depends_on: list[pulumi.Resource],
-                 gitlab_provider: pulumi.ProviderResource | None, opts: pulumi.ResourceOptions | None = None):
+                 gitlab_provider: pulumi.ProviderResource | None, managed_arns: Mapping[str, pulumi.Input[str]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -68,8 +69,7 @@ class ProjectAccess(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
         )
         role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
-        for policy in project.policies:
-            self._attach(name, policy, child)
+        self._attach(name, project.policies, managed_arns or {}, child)
         # The ARN reaches ROLE_ARN from the created role (checked against the plan), so it waits for the role.
         values: dict[str, pulumi.Input[str]] = {v.key: v.value for v in project.variables}
         values[ROLE_VARIABLE] = role_arn
@@ -91,10 +91,32 @@ class ProjectAccess(pulumi.ComponentResource):
         ]
         self.register_outputs({"roleArn": role_arn})
 
-    def _attach(self, name: str, policy: PolicyPlan, opts: pulumi.ResourceOptions) -> None:
-        """The seam for the policy library: each planned policy becomes an inline role policy."""
-        aws.iam.RolePolicy(f"{name}-policy-{policy.name}", role=self.role.name, name=policy.name,
-                           policy=json.dumps(policy.document), opts=opts)
+    def _attach(self, name: str, policies: Sequence[PolicyPlan], managed_arns: Mapping[str, pulumi.Input[str]],
+                opts: pulumi.ResourceOptions) -> None:
+        """The role's policies, exclusively: inline ones and attachments someone adds by hand are removed on the next up."""
+        inline = [p for p in policies if p.document is not None]
+        attached = [p for p in policies if p.document is None]
+        arns: list[pulumi.Input[str]] = [managed_arns[p.name] if p.attachment == "managed" else p.arn or "" for p in attached]
+        declared: list[pulumi.Resource] = [
+            aws.iam.RolePolicy(f"{name}-policy-{p.name}", role=self.role.name, name=p.name, policy=json.dumps(p.document), opts=opts)
+            for p in inline]
+        declared += [aws.iam.RolePolicyAttachment(f"{name}-attach-{p.name}", role=self.role.name, policy_arn=arn, opts=opts)
+                     for p, arn in zip(attached, arns, strict=True)]
+        after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=declared))
+        aws.iam.RolePoliciesExclusive(f"{name}-inline-exclusive", role_name=self.role.name,
+                                      policy_names=[p.name for p in inline], opts=after)
+        aws.iam.RolePolicyAttachmentsExclusive(f"{name}-attachments-exclusive", role_name=self.role.name,
+                                               policy_arns=arns, opts=after)
+
+
+def declare_managed_policies(plan: Plan) -> dict[str, pulumi.Output[str]]:
+    """One customer managed policy per shared library entry; its ARN (checked against the plan) by entry name."""
+    arns = {}
+    for m in plan.managed_policies:
+        policy = aws.iam.Policy(f"policy-{m.name}", name=m.policy_name, path=m.path, description=m.description[:1000],
+                                policy=json.dumps(m.document), tags={"managed-by": MANAGED_BY, "fleet-stack": plan.stack})
+        arns[m.name] = policy.arn.apply(_must_equal(m.arn, f"the ARN of managed policy {m.name}"))
+    return arns
 
 
 def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = None) -> dict[str, Any]:
@@ -111,7 +133,8 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
         provider_arn = provider.arn.apply(_must_equal(plan.provider_arn, "the OIDC provider's ARN"))
         depends_on.append(provider)
     settings = RoleSettings.of(plan)
-    access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider)
+    managed_arns = declare_managed_policies(plan)
+    access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider, managed_arns=managed_arns)
               for p in plan.projects}
     return {
         ROLES_OUTPUT: {path: a.role.arn for path, a in access.items()},

@@ -36,6 +36,12 @@ def stack_path(stacks_dir: Path, name: str) -> Path:
     return stacks_dir / f"Pulumi.{name}.yaml"
 
 
+def region_of(stack: StackFile) -> str:
+    """The stack's `aws:region` (where ${region} in policy documents points), or "" when it sets none."""
+    region = stack.config.get("aws:region")
+    return region if isinstance(region, str) else ""
+
+
 def display_path(path: Path) -> str:
     """A path as a user at the current directory would type it."""
     try:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from parliament import analyze_policy_string
+
+from fleet.policy_lint import document_size, lint
 
 ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
 VARIABLE_KEY = re.compile(r"^[A-Za-z0-9_]{1,255}$")
@@ -50,13 +51,18 @@ def check_trust_policy(document: str, existing_providers: set[str]) -> None:
                     raise ServiceRefusal("MalformedPolicyDocument: condition values must be strings")
 
 
-def check_permission_policy(document: str) -> None:
-    """Lint a permission policy with parliament, as IAM (and review) would refuse a bad one."""
-    if len(re.sub(r"\s", "", document)) > 10_240:
-        raise ServiceRefusal("LimitExceeded: Maximum policy size of 10240 bytes exceeded for role")
-    findings = analyze_policy_string(document, include_community_auditors=False).findings
-    if findings:
-        raise ServiceRefusal(f"MalformedPolicyDocument: {[(f.issue, f.detail) for f in findings]}")
+def check_permission_policy(document: str, limit: int = 10_240) -> None:
+    """Lint an inline role policy with the program's linter (the same Service Authorization Reference data), as IAM
+    would refuse a malformed or oversized one; findings an entry may accept (e.g. RESOURCE_STAR) IAM accepts too."""
+    try:
+        policy = json.loads(document)
+    except json.JSONDecodeError as err:
+        raise ServiceRefusal(f"MalformedPolicyDocument: {err}") from err
+    if document_size(policy) > limit:
+        raise ServiceRefusal(f"LimitExceeded: Maximum policy size of {limit} bytes exceeded")
+    refused = [f for f in lint(policy) if not f.acceptable]
+    if refused:
+        raise ServiceRefusal(f"MalformedPolicyDocument: {[(f.code, f.message) for f in refused]}")
 
 
 def all_roles(iam: Any) -> list[dict[str, Any]]:
@@ -106,6 +112,30 @@ class FleetMocks(pulumi.runtime.Mocks):
             check_permission_policy(inputs["policy"])
             self.iam.put_role_policy(RoleName=inputs["role"], PolicyName=inputs["name"], PolicyDocument=inputs["policy"])
             return f"{inputs['role']}:{inputs['name']}", inputs
+        if args.typ == "aws:iam/policy:Policy":
+            check_permission_policy(inputs["policy"], limit=6_144)
+            arn = self.iam.create_policy(PolicyName=inputs["name"], Path=inputs.get("path", "/"), PolicyDocument=inputs["policy"],
+                                         Description=inputs.get("description", ""),
+                                         Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])["Policy"]["Arn"]
+            return arn, {**inputs, "arn": arn}
+        if args.typ == "aws:iam/rolePolicyAttachment:RolePolicyAttachment":
+            attached = self.iam.list_attached_role_policies(RoleName=inputs["role"])["AttachedPolicies"]
+            if len(attached) >= 10:  # IAM's default quota of managed policies per role
+                raise ServiceRefusal(f"LimitExceeded: Cannot exceed quota for PoliciesPerRole: 10 ({inputs['role']})")
+            self.iam.attach_role_policy(RoleName=inputs["role"], PolicyArn=inputs["policyArn"])
+            return f"{inputs['role']}/{inputs['policyArn']}", inputs
+        if args.typ == "aws:iam/rolePoliciesExclusive:RolePoliciesExclusive":  # what the provider does: drop the rest
+            keep = set(inputs.get("policyNames", []))
+            for name in self.iam.list_role_policies(RoleName=inputs["roleName"])["PolicyNames"]:
+                if name not in keep:
+                    self.iam.delete_role_policy(RoleName=inputs["roleName"], PolicyName=name)
+            return inputs["roleName"], inputs
+        if args.typ == "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive":
+            keep = set(inputs.get("policyArns", []))
+            for policy in self.iam.list_attached_role_policies(RoleName=inputs["roleName"])["AttachedPolicies"]:
+                if policy["PolicyArn"] not in keep:
+                    self.iam.detach_role_policy(RoleName=inputs["roleName"], PolicyArn=policy["PolicyArn"])
+            return inputs["roleName"], inputs
         if args.typ == "gitlab:index/projectVariable:ProjectVariable":
             return self._variable(inputs)
         return f"{args.name}-id", inputs

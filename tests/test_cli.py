@@ -376,3 +376,33 @@ def test_errors_from_the_inventory_and_stacks_dir_flags_name_them(tmp_path, caps
     (stacks / "Pulumi.broken.yaml").write_text("config:\n  fleet:gitlab:\n    includeArchived: yes\n")
     assert main(["plan", "--stack", "s", "--stacks-dir", str(stacks), "--inventory", inventory]) == 78
     assert "cannot check stack broken for an overlap with stack s" in capsys.readouterr().err
+
+
+def test_policies_list_shows_every_entry_and_how_it_is_attached():
+    result = run_cli("policies", "list")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1] for line in result.stdout.splitlines() if line[:1].isalpha() and len(line.split()) > 1}
+    assert rows["caller-identity"] == "managed" and rows["s3-artifacts"] == "inline"
+
+
+def test_policies_show_renders_an_entry_for_a_project_and_says_how_it_attaches():
+    result = run_cli("policies", "show", "s3-artifacts", "--project", "shop/cart", "--stack", "demo")
+    assert result.returncode == 0, result.stderr
+    text = json.dumps(json.loads(result.stdout))
+    assert "shop/cart/*" in text and "123456789012" in text and "shop/cart-v2" not in text
+    assert "s3-artifacts" in result.stderr and "an inline policy on each role" in result.stderr
+    unknown = run_cli("policies", "show", "s3-artefacts", "--project", "shop/cart")
+    assert unknown.returncode == 64 and 'NAME: "s3-artefacts" is not in the policy library (did you mean s3-artifacts?)' in unknown.stderr
+
+
+def test_the_demo_plan_lists_each_projects_policies_and_the_shared_one(tmp_path):
+    result = run_cli("plan", "--stack", "demo", "--inventory", "samples/shop.inventory.json", "--format", "json")
+    plan = json.loads(result.stdout)
+    [managed] = plan["managed_policies"]
+    assert managed["name"] == "caller-identity" and managed["attached_to"] == len(plan["projects"])
+    storefront = next(p for p in plan["projects"] if p["path"] == "shop/web/storefront")
+    assert [(x["name"], x["attachment"], x["reason"]) for x in storefront["policies"]] == [
+        ("caller-identity", "managed", "default"), ("s3-artifacts", "inline", "rule 1")]
+    inventory = next(p for p in plan["projects"] if p["path"] == "shop/inventory")
+    assert inventory["policies"][-1]["reason"] == "topic aws:ecr-push"
+    assert any('shop/docs asks for "aws:secrets-read"' in w for w in plan["warnings"])

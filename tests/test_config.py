@@ -187,6 +187,7 @@ def problems_of(raw):
     ("refs/heads/a b", "and it holds a space"),
     ("v[0-9]*", "and character classes such as [0-9] are not globs here"),
     ("brnch:a b", '"brnch" is not a ref type'),
+    ("refs/heads/refs/tags/x", 'did you mean "branch:refs/tags/x"?'),
     ("refs/heads/main", 'did you mean "branch:main"? GitLab\'s tokens name the ref without refs/heads/'),
     ("refs/tags/v1", 'did you mean "tag:v1"?'),
     ("brnch:dev", 'did you mean "branch:dev"? "brnch" is not a ref type'),
@@ -203,7 +204,7 @@ def problems_of(raw):
 def test_each_bad_ref_says_what_is_wrong_with_it(ref, expected):
     found = problems_of(raw_config(trust={"refs": ["branch:main", ref]}) | {"trust": {"refs": [ref]}})
     assert any(expected in p for p in found), found
-    for suggestion in re.findall(r'did you mean "([^"]+)"', " ".join(found)):  # a suggestion is always a valid rule
+    for suggestion in re.findall(r'(?:did you mean|or) "([^"]+)"', " ".join(found)):  # a suggestion is always a valid rule
         assert isinstance(parse_ref(suggestion), RefRule), suggestion
 
 

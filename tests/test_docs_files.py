@@ -91,7 +91,7 @@ RESOURCES: dict[str, frozenset[str]] = {
         "iam:RemoveClientIDFromOpenIDConnectProvider", "iam:TagOpenIDConnectProvider",
         "iam:UntagOpenIDConnectProvider", "iam:ListOpenIDConnectProviderTags",
     }),
-    # The policy library (next issue): customer managed policies attached to the fleet's roles.
+    # The policy library: customer managed policies of the stack and attachments to the fleet's roles, exclusively.
     "iam.Policy": frozenset({
         "iam:CreatePolicy", "iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions",
         "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion", "iam:DeletePolicyVersion", "iam:DeletePolicy",
@@ -99,10 +99,13 @@ RESOURCES: dict[str, frozenset[str]] = {
     }),
     "iam.RolePolicyAttachment": frozenset({"iam:AttachRolePolicy", "iam:ListAttachedRolePolicies",
                                            "iam:DetachRolePolicy"}),
+    "iam.RolePolicyAttachmentsExclusive": frozenset({"iam:ListAttachedRolePolicies", "iam:DetachRolePolicy"}),
+    # Drops inline policies added by hand: what the role's own statements already allow.
+    "iam.RolePoliciesExclusive": frozenset({"iam:ListRolePolicies", "iam:DeleteRolePolicy"}),
 }
-NEXT_FEATURE = ("iam.Policy", "iam.RolePolicyAttachment")
+LIBRARY = ("iam.Policy", "iam.RolePolicyAttachment", "iam.RolePolicyAttachmentsExclusive")
 POLICY_LIBRARY_PATH = "/gitlab-aws-oidc-fleet/"  # provisional: the IAM path of the library's managed policies
-NEXT_FEATURE_SID = "NextFeaturePolicyLibrary"
+LIBRARY_SID = "PolicyLibrary"
 # `pulumi login s3://bucket/prefix` only (pulumi/docs#19948 lists exactly these four).
 STATE_BACKEND_ACTIONS = frozenset({"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
 STATE_BACKEND_SID = "S3StateBackendOnly"
@@ -445,18 +448,18 @@ def test_the_policy_allows_every_call_the_program_makes():
 
 def test_every_policy_action_is_needed_and_in_its_own_statement():
     policy = load_policy()
-    current = set().union(*INVOKES.values(), *(v for k, v in RESOURCES.items() if k not in NEXT_FEATURE))
-    next_only = set().union(*(RESOURCES[k] for k in NEXT_FEATURE)) - current
+    current = set().union(*INVOKES.values(), *(v for k, v in RESOURCES.items() if k not in LIBRARY))
+    library_only = set().union(*(RESOURCES[k] for k in LIBRARY)) - current
     for action in policy_actions(policy):
-        assert action in current | next_only | STATE_BACKEND_ACTIONS, f"{action}: nothing the program calls needs it"
-    for action in next_only:
+        assert action in current | library_only | STATE_BACKEND_ACTIONS, f"{action}: nothing the program calls needs it"
+    for action in library_only:
         assert sids_granting(policy, action), f"{action} (policy library) is missing"
-        assert all(sid.startswith(NEXT_FEATURE_SID) for sid in sids_granting(policy, action)), action
+        assert all(sid.startswith(LIBRARY_SID) for sid in sids_granting(policy, action)), action
     for action in STATE_BACKEND_ACTIONS:
         assert sids_granting(policy, action), f"{action} (S3 state backend) is missing"
         assert all(sid.startswith(STATE_BACKEND_SID) for sid in sids_granting(policy, action)), action
     for action in current:
-        assert not any(sid.startswith((NEXT_FEATURE_SID, STATE_BACKEND_SID)) for sid in sids_granting(policy, action)), action
+        assert not any(sid.startswith((LIBRARY_SID, STATE_BACKEND_SID)) for sid in sids_granting(policy, action)), action
     for statement in policy["Statement"]:
         if statement["Effect"] == "Deny":  # a Deny of what nothing grants would only be noise
             assert set(as_list(statement["Action"])) <= policy_actions(policy), statement["Sid"]

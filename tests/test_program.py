@@ -253,27 +253,66 @@ def test_discovery_failure_creates_nothing(shop, tmp_path, moto_account):
     assert created_nothing(created[0])
 
 
-def test_policy_seam_attaches_planned_policies(tmp_path, moto_account):
-    from fleet.inventory import load_inventory
-    from fleet.plan import PolicyPlan
-    from fleet.planner import build_plan
-    from fleet.resources import declare
-    from tests.helpers import make_config
+def library_folder(tmp_path: Path) -> None:
+    """A stack library folder (`policies/` beside `stacks/`) with one entry per project and one AWS managed one."""
+    folder = tmp_path / "policies"
+    folder.mkdir(exist_ok=True)
+    (folder / "own-prefix.yaml").write_text(yaml.safe_dump({"description": "The project's prefix.", "document": {
+        "Version": "2012-10-17", "Statement": [{"Sid": "Own", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+                                                "Resource": "arn:${partition}:s3:::artifacts-${account_id}/${project_path}/*"}]}}))
+    (folder / "read-only.yaml").write_text(yaml.safe_dump({"description": "AWS's read-only policy.",
+                                                           "arn": "arn:aws:iam::aws:policy/ReadOnlyAccess"}))
 
-    plan = build_plan(make_config(), load_inventory("samples/shop.inventory.json"), "prod")
-    read = PolicyPlan("read-artifacts", {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acme-artifacts/shop/cart/*"}]})
-    cart = dataclasses.replace(plan.projects[0], policies=(read,))
-    plan = dataclasses.replace(plan, projects=(cart,))
+
+def test_policies_one_shared_managed_policy_inline_per_project_and_exclusive(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # AWS managed policies exist, as in a real account
+    library_folder(tmp_path)
+    config = stack_config(shop)
+    config["fleet:policies"] = {"libraries": ["policies"], "default": ["caller-identity"],
+                                "rules": [{"match": {"paths": ["shop/web/**"]}, "attach": ["own-prefix", "read-only"]}]}
     with mock_aws():
-        iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        mocks = FleetMocks(iam=iam, account_id=ACCOUNT)
-        pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack="prod", preview=False)
-        pulumi.runtime.test(lambda: pulumi.Output.all(**declare(plan)))()
-        stored = iam.get_role_policy(RoleName="gitlab-shop-cart", PolicyName="read-artifacts")["PolicyDocument"]
-    assert stored == read.document
-    [attached] = mocks.by_type("aws:iam/rolePolicy:RolePolicy")
-    assert attached.name == "project-101-policy-read-artifacts"
+        iam = iam_client()
+        mocks, outputs = run(tmp_path, config, iam=iam)
+        storefront = iam.get_role_policy(RoleName="gitlab-shop-web-storefront", PolicyName="own-prefix")["PolicyDocument"]
+        attached = {a["PolicyName"] for a in iam.list_attached_role_policies(RoleName="gitlab-shop-web-storefront")["AttachedPolicies"]}
+    [shared] = mocks.by_type("aws:iam/policy:Policy")  # one for the fleet, not one per role
+    assert shared.inputs["name"] == "fleet-prod-caller-identity" and shared.inputs["path"] == "/gitlab-aws-oidc-fleet/"
+    roles = mocks.by_type("aws:iam/role:Role")
+    web = [r for r in roles if r.inputs["tags"]["gitlab-project-path"].startswith("shop/web/")]
+    attachments = mocks.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert len(attachments) == len(roles) + len(web)
+    inline = mocks.by_type("aws:iam/rolePolicy:RolePolicy")
+    assert sorted(r.inputs["role"] for r in inline) == sorted(r.inputs["name"] for r in web)
+    assert storefront["Statement"][0]["Resource"] == f"arn:aws:s3:::artifacts-{ACCOUNT}/shop/web/storefront/*"
+    assert attached == {"fleet-prod-caller-identity", "ReadOnlyAccess"}
+    exclusive = {r.inputs["roleName"]: r.inputs.get("policyArns", []) for r in
+                 mocks.by_type("aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive")}
+    assert len(exclusive) == len(roles) and sorted(exclusive["gitlab-shop-web-storefront"]) == sorted(
+        [shared_arn := f"arn:aws:iam::{ACCOUNT}:policy/gitlab-aws-oidc-fleet/fleet-prod-caller-identity",
+         "arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    assert exclusive["gitlab-shop-cart"] == [shared_arn]
+    names = {r.inputs["roleName"]: r.inputs.get("policyNames", []) for r in
+             mocks.by_type("aws:iam/rolePoliciesExclusive:RolePoliciesExclusive")}
+    assert names["gitlab-shop-web-storefront"] == ["own-prefix"] and names["gitlab-shop-cart"] == []
+
+
+def test_policies_added_by_hand_are_removed_on_the_next_up(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+    library_folder(tmp_path)
+    config = stack_config(shop)
+    config["fleet:policies"] = {"libraries": ["policies"], "rules": [{"match": {"paths": ["shop/cart"]}, "attach": ["own-prefix"]}]}
+    with mock_aws():
+        iam = iam_client()
+        first, outputs = run(tmp_path, config, iam=iam)
+        held = {r.name: r.inputs["name"] for r in first.by_type("aws:iam/role:Role")}
+        iam.put_role_policy(RoleName="gitlab-shop-cart", PolicyName="by-hand", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.attach_role_policy(RoleName="gitlab-shop-cart", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+        again = {**config, "fleet:oidc": {"providerArn": outputs["providerArn"]}}  # the mocks keep no state of the provider
+        run(tmp_path, again, iam=iam, held_roles=held, previous_outputs=outputs)
+        inline = iam.list_role_policies(RoleName="gitlab-shop-cart")["PolicyNames"]
+        attached = iam.list_attached_role_policies(RoleName="gitlab-shop-cart")["AttachedPolicies"]
+    assert inline == ["own-prefix"] and attached == []
 
 
 def test_listing_and_writing_variables_use_one_token(shop, tmp_path, moto_account, monkeypatch):
@@ -407,3 +446,13 @@ def test_the_mocks_see_every_role_not_only_iams_first_page(moto_account):
                 provider="", resource_id=""))
         names = mocks.call(pulumi.runtime.MockCallArgs(token="aws:iam/getRoles:getRoles", args={}, provider=""))["names"]
         assert len(names) == 150
+
+
+def test_pulumi_up_warns_loudly_when_no_project_gets_a_role(shop, tmp_path, moto_account, monkeypatch):
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda message, *args, **kwargs: warned.append(message))
+    config = stack_config(shop)
+    config["fleet:gitlab"] = {**config["fleet:gitlab"], "exclude": ["shop/**"]}
+    mocks, outputs = run(tmp_path, config)
+    assert not mocks.by_type("aws:iam/role:Role")
+    assert any(w.startswith("no roles planned for group shop: all ") for w in warned), warned

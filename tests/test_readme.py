@@ -119,7 +119,9 @@ def output_problem(command: str, stdout: str, cwd: Path) -> str | None:
             return f"wrote no projects to {redirect.group(1)}"
     elif "--help" in command:
         return None if "usage:" in out else "printed no usage"
-    elif re.search(r"\b(plan|demo)\b", command) and "Roles planned for stack" not in out:
+    elif "policies show" in command:
+        return None if '"Statement"' in out else "printed no policy document"
+    elif re.search(r"-m fleet plan\b|\bmake (plan|demo)\b", command) and "Roles planned for stack" not in out:
         return "printed no plan table"
     return None
 

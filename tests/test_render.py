@@ -9,6 +9,7 @@ import pytest
 
 from fleet.inventory import load_inventory
 from fleet.planner import build_plan
+from fleet.policy_library import load_library
 from fleet.render import render_table, summary
 from fleet.stacks import DEFAULT_STACKS_DIR, read_stack, stack_config
 
@@ -18,7 +19,7 @@ LONG = "shop/platform/tools/an-extraordinarily-long-project-name-for-the-terrafo
 @pytest.fixture(scope="module")
 def plan():
     config = stack_config(read_stack(DEFAULT_STACKS_DIR, "demo"))
-    return build_plan(config, load_inventory("samples/shop.inventory.json"), "demo")
+    return build_plan(config, load_inventory("samples/shop.inventory.json"), "demo", library=load_library(), region="eu-west-1")
 
 
 def render(plan, width):

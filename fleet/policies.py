@@ -114,15 +114,14 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
     base = RenderContext(account_id=stack.account_id, region=stack.region, partition=stack.partition, stack=stack.stack)
     if not stack.region and any(library[n].document is not None and "region" in library[n].placeholders for n in used):
         problems.append("entries use ${region}, but the stack sets no aws:region")
-    # Shared entries: rendered and checked once; linted once per entry, sizes per project for the others.
+    # Shared entries are rendered and checked once; per-project ones for every project (reported for the first).
     shared: dict[str, dict[str, Any]] = {}
-    checked: set[str] = set()
+    failing: dict[str, list[str]] = {}  # per-project entry -> the projects whose rendered document is refused
     for name in used:
         entry = library[name]
         if entry.document is not None and not entry.per_project:
             shared[name] = render(entry, base)
             problems += _check_document(entry, shared[name], config)
-            checked.add(name)
             size = document_size(shared[name])
             if size > MANAGED_POLICY_CHARS:
                 problems.append(f"policy library entry {name}: {size} characters, over IAM's {MANAGED_POLICY_CHARS} for a managed policy")
@@ -142,12 +141,16 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
                 policies.append(PolicyPlan(name, "managed", reason, arn=managed_policy_arn(stack.account_id, stack.stack, name)))
             else:
                 document = render(entry, context)
-                if name not in checked:
-                    problems += _check_document(entry, document, config)
-                    checked.add(name)
+                refused = _check_document(entry, document, config)
+                if refused and not failing.get(name):
+                    problems += [f"{p} (rendered for {project.path})" for p in refused]
+                if refused:
+                    failing.setdefault(name, []).append(project.path)
                 policies.append(PolicyPlan(name, "inline", reason, document=document))
         problems += _role_quotas(project, policies, quotas)
         plans[project.id] = tuple(policies)
+    problems += [f"policy library entry {name}: refused for {len(paths) - 1} more project(s) too: {', '.join(paths[1:6])}"
+                 + (" ..." if len(paths) > 6 else "") for name, paths in failing.items() if len(paths) > 1]
     if len(shared) > quotas.customer_managed_policies_per_account:
         problems.append(f"the stack needs {len(shared)} customer managed policies, over fleet:quotas.customerManagedPoliciesPerAccount "
                         f"({quotas.customer_managed_policies_per_account})")

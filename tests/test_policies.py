@@ -168,3 +168,13 @@ def test_policies_config_errors_name_the_key(tmp_path):
                      "fleet:policies.selfService.allow: ", "did you mean policies.selfService.allowed?",
                      "fleet:quotas.managedPoliciesPerRole: 30 is not allowed; expected a whole number from 1 to 25"):
         assert expected in text, text
+
+
+def test_every_rendered_document_is_linted_so_one_projects_values_cannot_slip_through(tmp_path):
+    entry = {"description": "Keyed by id.", "document": {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Own", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "${project_slug}"}]}}
+    with pytest.raises(PlanError) as info:  # not an ARN: refused for each project, reported once with the others named
+        plan_for(tmp_path, {"default": ["raw"]}, p(1, "acme/a"), p(2, "acme/b"), entries={"raw": entry})
+    text = str(info.value)
+    assert "RESOURCE_ARN" in text and "(rendered for acme/a)" in text
+    assert "policy library entry raw: refused for 1 more project(s) too: acme/b" in text

@@ -44,4 +44,10 @@ class InventoryError(FleetError):
 
 
 class PlanError(FleetError):
-    """The plan cannot be made safely (e.g. a policy over IAM's size limit)."""
+    """The plan cannot be made safely (e.g. a trust policy over IAM's size limit)."""
+
+
+class PolicyError(PlanError):
+    """The stack's policy selection or library cannot be applied (a refused document, a privilege, a quota)."""
+
+    exit_code = 78  # EX_CONFIG: fixed by editing the library, fleet:policies or fleet:quotas

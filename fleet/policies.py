@@ -8,12 +8,13 @@ attached as it is. Every rendered document is linted before anything is applied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config import PoliciesConfig, QuotasConfig
-from .errors import ConfigError, PlanError
+from .errors import ConfigError, PolicyError
 from .globs import path_glob
 from .inventory import Project
 from .naming import path_slug
@@ -26,6 +27,8 @@ SELF_SERVICE_PREFIX = "aws:"
 MANAGED_POLICY_PATH = f"/{MANAGED_BY}/"
 INLINE_CHARS_PER_ROLE = 10_240  # IAM: all inline policies of a role together, whitespace not counted
 MANAGED_POLICY_CHARS = 6_144  # IAM: one managed policy document, whitespace not counted
+POLICY_NAME_MAX = 128  # IAM: a managed policy's name
+_REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
                   ) -> tuple[dict[int, tuple[PolicyPlan, ...]], tuple[ManagedPolicyPlan, ...], list[str]]:
     """The policies of each (project, role name), the stack's shared managed policies, and warnings.
 
-    Refuses (PlanError, naming entries and projects) a document IAM or the linter would refuse, a privilege
+    Refuses (PolicyError, naming entries and projects) a document IAM or the linter would refuse, a privilege
     not allowed, and any quota the plan would exceed; nothing is applied then.
     """
     check_names(config, library)
@@ -112,8 +115,13 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
     used = sorted({name for names in chosen.values() for name in names})
     problems: list[str] = []
     base = RenderContext(account_id=stack.account_id, region=stack.region, partition=stack.partition, stack=stack.stack)
-    if not stack.region and any(library[n].document is not None and "region" in library[n].placeholders for n in used):
-        problems.append("entries use ${region}, but the stack sets no aws:region")
+    if any(library[n].document is not None and "region" in library[n].placeholders for n in used) and not _REGION_RE.fullmatch(stack.region):
+        problems.append(f"entries use ${{region}}, but the stack's aws:region is {spell(stack.region) if stack.region else 'missing'}; "
+                        "set it to an AWS region such as eu-west-1")
+    # An AWS managed policy's document is not shipped with the program, so it cannot be linted: only allowed by name.
+    problems += [f"policy library entry {n} ({library[n].source}): attaches the AWS managed policy {library[n].arn}, which "
+                 "cannot be checked offline; list the entry in fleet:policies.allowPrivileged once you have reviewed it"
+                 for n in used if library[n].arn is not None and n not in config.allow_privileged]
     # Shared entries are rendered and checked once; per-project ones for every project (reported for the first).
     shared: dict[str, dict[str, Any]] = {}
     failing: dict[str, list[str]] = {}  # per-project entry -> the projects whose rendered document is refused
@@ -122,6 +130,9 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
         if entry.document is not None and not entry.per_project:
             shared[name] = render(entry, base)
             problems += _check_document(entry, shared[name], config)
+            if len(managed_policy_name(stack.stack, name)) > POLICY_NAME_MAX:
+                problems.append(f"policy library entry {name}: the managed policy name {managed_policy_name(stack.stack, name)} is "
+                                f"over IAM's {POLICY_NAME_MAX} characters; use a shorter entry or stack name")
             size = document_size(shared[name])
             if size > MANAGED_POLICY_CHARS:
                 problems.append(f"policy library entry {name}: {size} characters, over IAM's {MANAGED_POLICY_CHARS} for a managed policy")
@@ -158,10 +169,12 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
         problems.append(f"the stack plans {len(projects)} roles, over fleet:quotas.rolesPerAccount ({quotas.roles_per_account}); "
                         "raise the quota with AWS and here, or split the group over stacks")
     if problems:
-        raise PlanError("the policy plan cannot be applied:\n" + "\n".join(f"  - {p}" for p in _first(problems, 50)))
+        raise PolicyError("the policy plan cannot be applied:\n" + "\n".join(f"  - {p}" for p in _first(problems, 50)))
     managed = tuple(ManagedPolicyPlan(name=name, policy_name=managed_policy_name(stack.stack, name), path=MANAGED_POLICY_PATH,
                                       arn=managed_policy_arn(stack.account_id, stack.stack, name), document=shared[name],
-                                      description=library[name].description, attached_to=attached_to[name])
+                                      # Fixed: IAM replaces a policy whose description changes (delete first).
+                                      description=f"{MANAGED_BY} stack {stack.stack}: policy library entry {name}",
+                                      attached_to=attached_to[name])
                     for name in sorted(shared) if attached_to[name])
     return plans, managed, warnings
 

@@ -71,6 +71,20 @@ class RenderContext:
     role_name: str = ""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; in a policy that silently drops a condition a reviewer reads."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {spell(key)} appears twice in one map",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _strings(value: Any) -> Iterable[str]:
     if isinstance(value, str):
         yield value
@@ -181,7 +195,7 @@ def load_library(folders: Sequence[Path] = ()) -> dict[str, Entry]:
                 problems.append(f"{path}: entry names are lowercase letters, digits and '-', at most 63 characters")
                 continue
             try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
             except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
                 problems.append(f"{path}: cannot be read as YAML: {err}")
                 continue

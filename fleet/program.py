@@ -8,6 +8,7 @@ Every check runs before the first resource is declared, so a refusal leaves noth
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +108,27 @@ def role_owner(name: str) -> int | None:
     return int(owner) if owner.isascii() and owner.isdigit() else None
 
 
-def check_role_names_free(plan: Plan, deployed: Deployed) -> None:
+def check_roles_fit_the_account(plan: Plan, deployed: Deployed, existing: Iterable[str], quota: int) -> None:
+    """The account's other roles (service-linked, SSO, other stacks', hand-made) count against IAM's quota too:
+    refuse before `up` rather than fail at the role that no longer fits."""
+    mine = {name.casefold() for name in (*deployed.names.values(), *deployed.reserved, *(p.role_name for p in plan.projects))}
+    others = [name for name in existing if name.casefold() not in mine]
+    if len(others) + len(plan.projects) > quota:
+        raise FleetError(f"account {plan.account_id} holds {len(others)} other roles, and this stack plans {len(plan.projects)}: "
+                         f"over fleet:quotas.rolesPerAccount ({quota}). Nothing was changed; raise the quota with AWS and in "
+                         "fleet:quotas.rolesPerAccount, or split the group over accounts.")
+
+
+def check_role_names_free(plan: Plan, deployed: Deployed, roles_quota: int) -> None:
     """Refuse names held in the account by a role this stack does not hold (another stack's, or one made by hand).
 
     Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A project's own deployed
     name is its own; so is a role tagged with this stack and this project (one a failed run created, which
     the state holds although the outputs do not say so).
     """
-    existing = {name.casefold(): name for name in aws.iam.get_roles().names}
+    names = aws.iam.get_roles().names
+    check_roles_fit_the_account(plan, deployed, names, roles_quota)
+    existing = {name.casefold(): name for name in names}
     clashes = []
     for project in plan.projects:
         name = project.role_name
@@ -145,7 +159,7 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     library = library_for(config.policies.libraries, stacks_dir.parent)
     plan = build_plan(config, inventory, stack, deployed, library=library, region=pulumi.Config("aws").get("region") or "")
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
-    check_role_names_free(plan, deployed)
+    check_role_names_free(plan, deployed, config.quotas.roles_per_account)
     return plan
 
 

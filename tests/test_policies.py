@@ -178,3 +178,44 @@ def test_every_rendered_document_is_linted_so_one_projects_values_cannot_slip_th
     text = str(info.value)
     assert "RESOURCE_ARN" in text and "(rendered for acme/a)" in text
     assert "policy library entry raw: refused for 1 more project(s) too: acme/b" in text
+
+
+def test_an_aws_managed_policy_is_attached_only_when_allowed_by_name(tmp_path):
+    admin = {"description": "Everything.", "arn": "arn:aws:iam::aws:policy/AdministratorAccess"}
+    with pytest.raises(PlanError, match=r"attaches the AWS managed policy arn:aws:iam::aws:policy/AdministratorAccess, which "
+                                        r"cannot be checked offline; list the entry in fleet:policies.allowPrivileged"):
+        plan_for(tmp_path, {"selfService": {"allowed": ["admin"]}}, p(1, "acme/a", topics=["aws:admin"]), entries={"admin": admin})
+    plan = plan_for(tmp_path, {"default": ["admin"], "allowPrivileged": ["admin"]}, p(1, "acme/a"), entries={"admin": admin})
+    assert plan.projects[0].to_json()["policies"] == [{"name": "admin", "attachment": "aws-managed",
+                                                       "arn": "arn:aws:iam::aws:policy/AdministratorAccess", "reason": "default"}]
+
+
+def test_policy_refusals_are_configuration_errors(tmp_path):
+    with pytest.raises(PlanError) as info:
+        plan_for(tmp_path, {}, p(1, "acme/a"), p(2, "acme/b"), quotas={"rolesPerAccount": 1})
+    assert info.value.exit_code == 78
+
+
+def test_a_duplicate_key_in_an_entry_is_refused_not_silently_dropped(tmp_path):
+    folder = tmp_path / "dup"
+    folder.mkdir()
+    (folder / "dup.yaml").write_text("description: d\ndocument:\n  Version: '2012-10-17'\n  Statement:\n"
+                                     "    - {Sid: A, Effect: Allow, Action: s3:GetObject, Resource: '*', Resource: 'arn:aws:s3:::b/*'}\n")
+    with pytest.raises(ConfigError, match=r'dup.yaml: cannot be read as YAML: the key "Resource" appears twice in one map'):
+        load_library([folder])
+
+
+def test_shared_policy_names_fit_iam_and_descriptions_never_change_with_the_entry(tmp_path):
+    stack_name = "s" * 111  # fleet-<111 s>-shared-read: 129 characters, one over
+    config = make_config(gitlab={"group": "acme"}, policies={"default": ["shared-read"]})
+    lib = library(tmp_path, **{"shared-read": SHARED})
+    with pytest.raises(PlanError, match=r"the managed policy name fleet-s+-shared-read is over IAM's 128 characters"):
+        build_plan(config, listing(p(1, "acme/a")), stack_name, library=lib, region="eu-west-1")
+    plan = build_plan(config, listing(p(1, "acme/a")), "dev", library=lib, region="eu-west-1")
+    assert plan.managed_policies[0].description == "gitlab-aws-oidc-fleet stack dev: policy library entry shared-read"
+
+
+@pytest.mark.parametrize("region", ["", "*", "eu-west-1/x"])
+def test_region_placeholders_need_a_real_region(tmp_path, region):
+    with pytest.raises(PlanError, match=r"entries use \$\{region\}, but the stack's aws:region is"):
+        plan_for(tmp_path, {"default": ["shared-read"]}, p(1, "acme/a"), region=region)

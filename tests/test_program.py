@@ -268,7 +268,7 @@ def test_policies_one_shared_managed_policy_inline_per_project_and_exclusive(sho
     monkeypatch.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # AWS managed policies exist, as in a real account
     library_folder(tmp_path)
     config = stack_config(shop)
-    config["fleet:policies"] = {"libraries": ["policies"], "default": ["caller-identity"],
+    config["fleet:policies"] = {"libraries": ["policies"], "default": ["caller-identity"], "allowPrivileged": ["read-only"],
                                 "rules": [{"match": {"paths": ["shop/web/**"]}, "attach": ["own-prefix", "read-only"]}]}
     with mock_aws():
         iam = iam_client()
@@ -456,3 +456,24 @@ def test_pulumi_up_warns_loudly_when_no_project_gets_a_role(shop, tmp_path, moto
     mocks, outputs = run(tmp_path, config)
     assert not mocks.by_type("aws:iam/role:Role")
     assert any(w.startswith("no roles planned for group shop: all ") for w in warned), warned
+
+
+def test_roles_already_in_the_account_count_against_its_quota_before_anything_is_created(shop, tmp_path, moto_account):
+    config = stack_config(shop)
+    config["fleet:quotas"] = {"rolesPerAccount": 31}  # the stack plans 29 roles
+    with mock_aws():
+        iam = iam_client()
+        for name in ("AWSServiceRoleForSSO", "hand-made", "another"):
+            iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
+        created: list[FleetMocks] = []
+        with pytest.raises(pulumi.RunError, match=r"holds 3 other roles, and this stack plans 29: over fleet:quotas.rolesPerAccount \(31\)"):
+            run(tmp_path, config, iam=iam, created=created)
+        assert created_nothing(created[0])
+        iam.delete_role(RoleName="another")
+        run(tmp_path, config, iam=iam)  # 2 + 29 fits
+
+
+def test_the_project_refreshes_before_every_up_so_hand_added_policies_are_seen():
+    """The exclusive resources only notice policies added by hand after a refresh (pulumi/pulumi-aws#4766)."""
+    project = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())
+    assert project["options"]["refresh"] == "always"

@@ -15,12 +15,13 @@ from .config import FleetConfig, account_problem, group_problem, is_numeric_id, 
 from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError, UsageError
-from .inventory import Inventory, load_inventory
+from .inventory import Inventory, is_project_path, load_inventory
 from .naming import helper_role_name, path_slug
 from .planner import build_plan
 from .policy_library import RenderContext, library_for, unknown_names
 from .render import render_entry, render_json, render_library, render_table
 from .selection import check_group
+from .spelling import spell
 from .stacks import (
     DEFAULT_STACKS_DIR,
     StackFile,
@@ -191,6 +192,8 @@ def _policies(args: argparse.Namespace) -> int:
         return 0
     if args.name not in library:
         raise UsageError(f"NAME: {unknown_names([args.name], library)[0]}")
+    if not is_project_path(args.project):
+        raise UsageError(f"--project: {spell(args.project)} is not a GitLab project path such as acme/apps/cart")
     context = RenderContext(
         account_id=config.account_id if config else "123456789012", region=region_of(stack) if stack else "eu-west-1",
         partition="aws", stack=args.stack or "STACK", project_path=args.project, project_slug=path_slug(args.project),

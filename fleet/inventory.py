@@ -19,6 +19,11 @@ from .spelling import MISSING, spell
 _PATH_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.][A-Za-z0-9_.\-]*)+")
 
 
+def is_project_path(value: str) -> bool:
+    """A project's full path as GitLab writes it: group/…/project, letters, digits, '_', '.', '-'."""
+    return _PATH_RE.fullmatch(value) is not None
+
+
 @dataclass(frozen=True)
 class Group:
     id: int | None

@@ -94,8 +94,9 @@ def managed_policy_arn(account_id: str, stack: str, entry: str) -> str:
 
 
 def managed_policy_name(stack: str, entry: str) -> str:
-    """The IAM name of a shared entry's customer managed policy: one per stack and entry."""
-    return f"fleet-{stack}-{entry}"
+    """The IAM name of a shared entry's customer managed policy: one per stack and entry. Entry names hold no
+    '.', so stack `a` with entry `b-c` and stack `a-b` with entry `c` never share a name."""
+    return f"fleet-{stack}.{entry}"
 
 
 def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping[str, Entry],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -156,7 +157,7 @@ def render_library(library: Mapping[str, Entry], out: TextIO, width: int | None 
     for name, entry in sorted(library.items()):
         kind = "aws-managed" if entry.arn else "inline" if entry.per_project else "managed"
         source = "" if Path(entry.source).parent == BUNDLED else f" ({entry.source})"
-        first = entry.description.split(". ", 1)[0].rstrip(".") + "."  # `policies show NAME` prints the rest
+        first = re.split(r"(?<=\.)\s+(?=[A-Z])", entry.description, maxsplit=1)[0]  # `policies show NAME` prints the rest
         table.add_row(Text(name), Text(kind), Text(first + source))
     console.print(table)
 

@@ -406,3 +406,8 @@ def test_the_demo_plan_lists_each_projects_policies_and_the_shared_one(tmp_path)
     inventory = next(p for p in plan["projects"] if p["path"] == "shop/inventory")
     assert inventory["policies"][-1]["reason"] == "topic aws:ecr-push"
     assert any('shop/docs asks for "aws:secrets-read"' in w for w in plan["warnings"])
+
+
+def test_policies_show_refuses_a_project_path_gitlab_would_not_have():
+    result = run_cli("policies", "show", "s3-artifacts", "--project", "shop/*")
+    assert result.returncode == 64 and 'error: --project: "shop/*" is not a GitLab project path' in result.stderr

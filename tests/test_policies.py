@@ -73,7 +73,7 @@ def test_a_shared_entry_is_one_managed_policy_for_the_whole_fleet_and_inline_ent
     projects = [p(100 + i, f"acme/apps/svc-{i}") for i in range(500)]
     plan = plan_for(tmp_path, {"default": ["shared-read", "my-prefix"]}, *projects)
     [managed] = plan.managed_policies
-    assert managed.attached_to == 500 and managed.arn == "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev-shared-read"
+    assert managed.attached_to == 500 and managed.arn == "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev.shared-read"
     assert managed.document["Statement"][0]["Resource"] == "arn:aws:s3:::shared-111111111111-eu-west-1/*"
     first = plan.projects[0].to_json()["policies"]
     assert first[0] == {"name": "shared-read", "attachment": "managed", "arn": managed.arn, "reason": "default"}
@@ -206,10 +206,10 @@ def test_a_duplicate_key_in_an_entry_is_refused_not_silently_dropped(tmp_path):
 
 
 def test_shared_policy_names_fit_iam_and_descriptions_never_change_with_the_entry(tmp_path):
-    stack_name = "s" * 111  # fleet-<111 s>-shared-read: 129 characters, one over
+    stack_name = "s" * 111  # fleet-<111 s>.shared-read: 129 characters, one over
     config = make_config(gitlab={"group": "acme"}, policies={"default": ["shared-read"]})
     lib = library(tmp_path, **{"shared-read": SHARED})
-    with pytest.raises(PlanError, match=r"the managed policy name fleet-s+-shared-read is over IAM's 128 characters"):
+    with pytest.raises(PlanError, match=r"the managed policy name fleet-s+\.shared-read is over IAM's 128 characters"):
         build_plan(config, listing(p(1, "acme/a")), stack_name, library=lib, region="eu-west-1")
     plan = build_plan(config, listing(p(1, "acme/a")), "dev", library=lib, region="eu-west-1")
     assert plan.managed_policies[0].description == "gitlab-aws-oidc-fleet stack dev: policy library entry shared-read"

@@ -276,7 +276,7 @@ def test_policies_one_shared_managed_policy_inline_per_project_and_exclusive(sho
         storefront = iam.get_role_policy(RoleName="gitlab-shop-web-storefront", PolicyName="own-prefix")["PolicyDocument"]
         attached = {a["PolicyName"] for a in iam.list_attached_role_policies(RoleName="gitlab-shop-web-storefront")["AttachedPolicies"]}
     [shared] = mocks.by_type("aws:iam/policy:Policy")  # one for the fleet, not one per role
-    assert shared.inputs["name"] == "fleet-prod-caller-identity" and shared.inputs["path"] == "/gitlab-aws-oidc-fleet/"
+    assert shared.inputs["name"] == "fleet-prod.caller-identity" and shared.inputs["path"] == "/gitlab-aws-oidc-fleet/"
     roles = mocks.by_type("aws:iam/role:Role")
     web = [r for r in roles if r.inputs["tags"]["gitlab-project-path"].startswith("shop/web/")]
     attachments = mocks.by_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
@@ -284,11 +284,11 @@ def test_policies_one_shared_managed_policy_inline_per_project_and_exclusive(sho
     inline = mocks.by_type("aws:iam/rolePolicy:RolePolicy")
     assert sorted(r.inputs["role"] for r in inline) == sorted(r.inputs["name"] for r in web)
     assert storefront["Statement"][0]["Resource"] == f"arn:aws:s3:::artifacts-{ACCOUNT}/shop/web/storefront/*"
-    assert attached == {"fleet-prod-caller-identity", "ReadOnlyAccess"}
+    assert attached == {"fleet-prod.caller-identity", "ReadOnlyAccess"}
     exclusive = {r.inputs["roleName"]: r.inputs.get("policyArns", []) for r in
                  mocks.by_type("aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive")}
     assert len(exclusive) == len(roles) and sorted(exclusive["gitlab-shop-web-storefront"]) == sorted(
-        [shared_arn := f"arn:aws:iam::{ACCOUNT}:policy/gitlab-aws-oidc-fleet/fleet-prod-caller-identity",
+        [shared_arn := f"arn:aws:iam::{ACCOUNT}:policy/gitlab-aws-oidc-fleet/fleet-prod.caller-identity",
          "arn:aws:iam::aws:policy/ReadOnlyAccess"])
     assert exclusive["gitlab-shop-cart"] == [shared_arn]
     names = {r.inputs["roleName"]: r.inputs.get("policyNames", []) for r in

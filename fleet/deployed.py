@@ -7,6 +7,7 @@ that no project's role is renamed because another project came, went or was skip
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .spelling import spell
 
 OUTPUT = "roleNames"
 ROLES_OUTPUT = "roles"
+POLICIES_OUTPUT = "policies"  # project id -> {"attached": [ARN, ...], "inline": {name: characters}}
 _ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 _PROJECT_ID_RE = re.compile(r"[1-9][0-9]{0,18}")
 
@@ -40,15 +42,50 @@ def parse_deployed(value: Any, source: str) -> dict[int, str]:
 
 
 @dataclass(frozen=True)
+class DeployedPolicies:
+    """What one role holds now: while an `up` changes it, the old and the new are attached together."""
+
+    attached: frozenset[str] = frozenset()  # managed policy ARNs
+    inline: Mapping[str, int] = field(default_factory=dict)  # inline policy name -> characters IAM counts
+
+
+@dataclass(frozen=True)
 class Deployed:
-    """The role names a stack holds now."""
+    """The role names a stack holds now, and each role's policies."""
 
     names: Mapping[int, str] = field(default_factory=dict)  # project id -> role name
     reserved: frozenset[str] = frozenset()  # names of roles whose project the listing does not show
+    policies: Mapping[int, DeployedPolicies] = field(default_factory=dict)
+
+
+def parse_policies(value: Any, source: str) -> dict[int, DeployedPolicies]:
+    """The `policies` output; None (a stack deployed before it existed) is empty."""
+    if value is None:
+        return {}
+    wrong = f"{source}: {POLICIES_OUTPUT} is {spell(value)[:120]}; expected a map of project id to {{attached, inline}}"
+    if not isinstance(value, Mapping):
+        raise FleetError(wrong)
+    out: dict[int, DeployedPolicies] = {}
+    for key, item in value.items():
+        attached = item.get("attached") if isinstance(item, Mapping) else None
+        inline = item.get("inline") if isinstance(item, Mapping) else None
+        if (not isinstance(key, str) or not _PROJECT_ID_RE.fullmatch(key) or not isinstance(attached, list)
+                or not all(isinstance(a, str) for a in attached) or not isinstance(inline, Mapping)
+                or not all(isinstance(n, str) and isinstance(c, (int, float)) for n, c in inline.items())):
+            raise FleetError(wrong)
+        out[int(key)] = DeployedPolicies(frozenset(attached), {n: int(c) for n, c in inline.items()})
+    return out
 
 
 def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
                    owner_of: Callable[[str], int | None] | None = None) -> Deployed:
+    """What a stack holds, from its outputs: role names (see `_names`) and each role's policies."""
+    return dataclasses.replace(_names(outputs, projects, source, owner_of),
+                               policies=parse_policies(outputs.get(POLICIES_OUTPUT), source))
+
+
+def _names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
+           owner_of: Callable[[str], int | None] | None) -> Deployed:
     """From a stack's outputs: `roleNames`, or for a stack deployed before that output existed, its `roles`
     output (project path -> role ARN). There a role's project is `owner_of(name)` (pulumi up reads the
     role's gitlab-project-id tag); without it, the id a suffixed name ends with, else the project now at

@@ -38,6 +38,7 @@ class PolicyPlan:
     reason: str  # "default" | "rule N" | "topic aws:<entry>"
     arn: str | None = None  # managed, aws-managed
     document: dict[str, Any] | None = None  # inline
+    size: int = 0  # inline: the characters IAM counts (not in the JSON)
 
     def to_json(self) -> dict[str, Any]:
         body = {"arn": self.arn} if self.document is None else {"document": self.document}
@@ -72,6 +73,11 @@ class ProjectPlan:
     tags: dict[str, str]
     variables: tuple[VariablePlan, ...]
     policies: tuple[PolicyPlan, ...] = ()
+
+    def policies_output(self) -> dict[str, Any]:
+        """What the role holds after `up`, for the stack's `policies` output (the next run's quota check)."""
+        return {"attached": [p.arn for p in self.policies if p.document is None],
+                "inline": {p.name: p.size for p in self.policies if p.document is not None}}
 
     @property
     def helper_compatible(self) -> bool:

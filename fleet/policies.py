@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PoliciesConfig, QuotasConfig
+from .deployed import DeployedPolicies
 from .errors import ConfigError, PolicyError
 from .globs import path_glob
 from .inventory import Project
@@ -101,6 +102,7 @@ def managed_policy_name(stack: str, entry: str) -> str:
 
 def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping[str, Entry],
                   projects: Sequence[tuple[Project, str]], stack: StackContext,
+                  deployed: Mapping[int, DeployedPolicies] | None = None,
                   ) -> tuple[dict[int, tuple[PolicyPlan, ...]], tuple[ManagedPolicyPlan, ...], list[str]]:
     """The policies of each (project, role name), the stack's shared managed policies, and warnings.
 
@@ -158,8 +160,8 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
                     problems += [f"{p} (rendered for {project.path})" for p in refused]
                 if refused:
                     failing.setdefault(name, []).append(project.path)
-                policies.append(PolicyPlan(name, "inline", reason, document=document))
-        problems += _role_quotas(project, policies, quotas)
+                policies.append(PolicyPlan(name, "inline", reason, document=document, size=document_size(document)))
+        problems += _role_quotas(project, policies, quotas, (deployed or {}).get(project.id, DeployedPolicies()))
         plans[project.id] = tuple(policies)
     problems += [f"policy library entry {name}: refused for {len(paths) - 1} more project(s) too: {', '.join(paths[1:6])}"
                  + (" ..." if len(paths) > 6 else "") for name, paths in failing.items() if len(paths) > 1]
@@ -180,18 +182,29 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
     return plans, managed, warnings
 
 
-def _role_quotas(project: Project, policies: Iterable[PolicyPlan], quotas: QuotasConfig) -> list[str]:
+def _role_quotas(project: Project, policies: Iterable[PolicyPlan], quotas: QuotasConfig, now: DeployedPolicies) -> list[str]:
+    """IAM's per-role quotas, for the new policies and for the change: Pulumi attaches and writes the new
+    policies before it detaches and deletes the old ones, so for a moment the role holds both."""
     policies = list(policies)
     problems = []
-    attached = [p.name for p in policies if p.attachment != "inline"]
+    attached = [p.name for p in policies if p.document is None]
+    during = now.attached | {p.arn or "" for p in policies if p.document is None}
     if len(attached) > quotas.managed_policies_per_role:
         problems.append(f"{project.path}: {len(attached)} managed policies ({', '.join(attached)}), over "
                         f"fleet:quotas.managedPoliciesPerRole ({quotas.managed_policies_per_role})")
-    inline = [(p.name, document_size(p.document)) for p in policies if p.document is not None]
-    total = sum(size for _, size in inline)
+    elif len(during) > quotas.managed_policies_per_role:
+        problems.append(f"{project.path}: the change holds {len(during)} managed policies at once (the new are attached before "
+                        f"the old are detached), over fleet:quotas.managedPoliciesPerRole ({quotas.managed_policies_per_role}); "
+                        "make the change in two runs: first remove entries, then add")
+    inline = {p.name: p.size for p in policies if p.document is not None}
+    total = sum(inline.values())
+    peak = sum(max(inline.get(n, 0), now.inline.get(n, 0)) for n in {*inline, *now.inline})
     if total > INLINE_CHARS_PER_ROLE:
-        problems.append(f"{project.path}: inline policies of {total} characters ({', '.join(f'{n} {s}' for n, s in inline)}), "
+        problems.append(f"{project.path}: inline policies of {total} characters ({', '.join(f'{n} {s}' for n, s in inline.items())}), "
                         f"over IAM's {INLINE_CHARS_PER_ROLE} per role")
+    elif peak > INLINE_CHARS_PER_ROLE:
+        problems.append(f"{project.path}: the change holds {peak} characters of inline policies at once (the new are written "
+                        f"before the old are deleted), over IAM's {INLINE_CHARS_PER_ROLE} per role; make the change in two runs")
     return problems
 
 

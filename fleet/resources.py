@@ -16,7 +16,7 @@ import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import ROLES_OUTPUT, deployed_output
+from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, deployed_output
 from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
 
 COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
@@ -139,6 +139,7 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
     return {
         ROLES_OUTPUT: {path: a.role.arn for path, a in access.items()},
         ROLE_NAMES_OUTPUT: deployed_output({p.id: p.role_name for p in plan.projects}),
+        POLICIES_OUTPUT: {str(p.id): p.policies_output() for p in plan.projects},
         "skipped": [s.to_json() for s in plan.skipped],
         "counts": plan.counts(),
         "providerArn": provider_arn,

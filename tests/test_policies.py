@@ -219,3 +219,29 @@ def test_shared_policy_names_fit_iam_and_descriptions_never_change_with_the_entr
 def test_region_placeholders_need_a_real_region(tmp_path, region):
     with pytest.raises(PlanError, match=r"entries use \$\{region\}, but the stack's aws:region is"):
         plan_for(tmp_path, {"default": ["shared-read"]}, p(1, "acme/a"), region=region)
+
+
+def test_a_change_is_checked_with_the_old_and_new_policies_together(tmp_path):
+    """Pulumi attaches the new before it detaches the old: a swap at the quota would fail halfway through up."""
+    from fleet.deployed import Deployed, DeployedPolicies
+    entries = {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
+        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(11)}
+    names = sorted(entries)
+    config = make_config(gitlab={"group": "acme"}, policies={"default": names[1:]})  # e0 out, e9 (the 10th) in
+    lib = library(tmp_path, **entries)
+    arn = "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev.{}".format
+    now = Deployed(policies={1: DeployedPolicies(frozenset(arn(n) for n in names[:10]))})
+    with pytest.raises(PlanError, match=r"acme/a: the change holds 11 managed policies at once .* make the change in two runs"):
+        build_plan(config, listing(p(1, "acme/a")), "dev", now, library=lib, region="eu-west-1")
+    assert build_plan(config, listing(p(1, "acme/a")), "dev", library=lib, region="eu-west-1").projects  # a first up: fine
+    same = Deployed(policies={1: DeployedPolicies(frozenset(arn(n) for n in names[1:]))})
+    assert build_plan(config, listing(p(1, "acme/a")), "dev", same, library=lib, region="eu-west-1").projects
+
+
+def test_the_policies_output_feeds_the_next_runs_check(tmp_path):
+    from fleet.deployed import deployed_names
+    plan = plan_for(tmp_path, {"default": ["shared-read", "my-prefix"]}, p(1, "acme/a"))
+    output = {str(x.id): x.policies_output() for x in plan.projects}
+    assert output["1"]["attached"] == [plan.managed_policies[0].arn] and output["1"]["inline"]["my-prefix"] > 100
+    deployed = deployed_names({"roleNames": {"1": "gitlab-acme-a"}, "policies": output}, [], "outputs")
+    assert deployed.policies[1].attached == {plan.managed_policies[0].arn}

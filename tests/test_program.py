@@ -294,6 +294,8 @@ def test_policies_one_shared_managed_policy_inline_per_project_and_exclusive(sho
     names = {r.inputs["roleName"]: r.inputs.get("policyNames", []) for r in
              mocks.by_type("aws:iam/rolePoliciesExclusive:RolePoliciesExclusive")}
     assert names["gitlab-shop-web-storefront"] == ["own-prefix"] and names["gitlab-shop-cart"] == []
+    assert outputs["policies"]["122"]["attached"] == exclusive["gitlab-shop-web-storefront"]
+    assert set(outputs["policies"]["122"]["inline"]) == {"own-prefix"}
 
 
 def test_policies_added_by_hand_are_removed_on_the_next_up(shop, tmp_path, moto_account, monkeypatch):

@@ -8,6 +8,7 @@ that no project's role is renamed because another project came, went or was skip
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,13 @@ class Deployed:
     policies: Mapping[int, DeployedPolicies] = field(default_factory=dict)
 
 
+def _count(value: Any) -> int | None:
+    """A character count from a stack output (numbers cross Pulumi's RPC as floats), or None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or value != int(value):
+        return None
+    return int(value)
+
+
 def parse_policies(value: Any, source: str) -> dict[int, DeployedPolicies]:
     """The `policies` output; None (a stack deployed before it existed) is empty."""
     if value is None:
@@ -71,9 +79,9 @@ def parse_policies(value: Any, source: str) -> dict[int, DeployedPolicies]:
         inline = item.get("inline") if isinstance(item, Mapping) else None
         if (not isinstance(key, str) or not _PROJECT_ID_RE.fullmatch(key) or not isinstance(attached, list)
                 or not all(isinstance(a, str) for a in attached) or not isinstance(inline, Mapping)
-                or not all(isinstance(n, str) and isinstance(c, (int, float)) for n, c in inline.items())):
+                or not all(isinstance(n, str) and _count(c) is not None for n, c in inline.items())):
             raise FleetError(wrong)
-        out[int(key)] = DeployedPolicies(frozenset(attached), {n: int(c) for n, c in inline.items()})
+        out[int(key)] = DeployedPolicies(frozenset(attached), {n: _count(c) or 0 for n, c in inline.items()})
     return out
 
 

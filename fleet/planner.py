@@ -103,7 +103,9 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     by_id = {p.id: p for p in inventory.projects}
     policies, managed_policies, policy_warnings = plan_policies(
         config.policies, config.quotas, library or {}, [(by_id[p.id], p.role_name) for p in projects],
-        StackContext(account_id=config.account_id, region=region, partition="aws", stack=stack), deployed.policies)
+        StackContext(account_id=config.account_id, region=region, partition="aws", stack=stack),
+        # A renamed role is a new role: it holds nothing of the old one's policies.
+        {pid: held for pid, held in deployed.policies.items() if deployed.names.get(pid, "").casefold() == names[pid].casefold()})
     projects = [dataclasses.replace(p, policies=policies[p.id]) for p in projects]
     warnings += policy_warnings
     suffixed = [p for p in projects if not p.helper_compatible]

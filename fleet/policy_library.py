@@ -10,7 +10,7 @@ per stack (a customer managed policy). IAM's own policy variables are written `$
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):  # refused by SafeLoader below, with its own message
+                continue
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"the key {spell(key)} appears twice in one map",
                                                         key_node.start_mark)

@@ -137,7 +137,8 @@ _RUNS_CODE: Mapping[str, tuple[tuple[str, ...], bool]] = {
 _SID_RE = re.compile(r"[A-Za-z0-9]*")
 _ACTION_RE = re.compile(r"([A-Za-z0-9-]+):([A-Za-z0-9*?-]+)")
 _ARN_RE = re.compile(r"arn:(?:aws(?:-[a-z]+)*|[a-z*?-]*[*?][a-z*?-]*):[A-Za-z0-9*?${}.-]+:[^:]*:[^:]*:.+", re.DOTALL)
-_TEMPLATE_RE = re.compile(r"\$\{\w+\}|<\w+>")  # a placeholder in a condition key or ARN format: ${TagKey}, <key>
+# A placeholder in a condition key or ARN format: ${TagKey}, <key>, and the data's `…ResourceTag/tag-key` spelling.
+_TEMPLATE_RE = re.compile(r"\$\{\w+\}|<\w+>|(?<=/)tag-key$")
 # IAM takes only these characters in a policy document: "[\u0009\u000A\u000D\u0020-\u00FF]+" (CreatePolicy,
 # PutRolePolicy: PolicyDocument).
 _REFUSED_CHARACTER_RE = re.compile(r"[^\t\n\r\u0020-\u00ff]")

@@ -20,7 +20,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from .config import FleetConfig, parse_config
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import ROLES_OUTPUT, Deployed, deployed_names
+from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
 from .plan import Plan
@@ -88,7 +88,7 @@ def previous_outputs() -> tuple[dict[str, Any], str]:
         raise FleetError(f"the outputs of stack {name} are not known yet, so the role names it holds cannot be read; "
                          "nothing was planned.")
     outputs = {}
-    for key in (ROLE_NAMES_OUTPUT, ROLES_OUTPUT):
+    for key in (ROLE_NAMES_OUTPUT, ROLES_OUTPUT, POLICIES_OUTPUT):
         details = _sync_await(reference.get_output_details(key))
         outputs[key] = details.value if details.value is not None else details.secret_value  # a secret output too
     return outputs, f"the outputs of stack {name}"
@@ -111,10 +111,14 @@ def role_owner(name: str) -> int | None:
 def check_roles_fit_the_account(plan: Plan, deployed: Deployed, existing: Iterable[str], quota: int) -> None:
     """The account's other roles (service-linked, SSO, other stacks', hand-made) count against IAM's quota too:
     refuse before `up` rather than fail at the role that no longer fits."""
-    mine = {name.casefold() for name in (*deployed.names.values(), *deployed.reserved, *(p.role_name for p in plan.projects))}
-    others = [name for name in existing if name.casefold() not in mine]
-    if len(others) + len(plan.projects) > quota:
-        raise FleetError(f"account {plan.account_id} holds {len(others)} other roles, and this stack plans {len(plan.projects)}: "
+    mine = {name.casefold() for name in (*deployed.names.values(), *deployed.reserved)}
+    planned = {p.role_name.casefold() for p in plan.projects}
+    others = [name for name in existing if name.casefold() not in mine | planned]
+    # Pulumi creates new roles before it deletes old ones: this stack's roles that go (or are renamed) still count.
+    during = planned | {name.casefold() for name in existing if name.casefold() in mine}
+    if len(others) + len(during) > quota:
+        raise FleetError(f"account {plan.account_id} holds {len(others)} other roles, and this stack needs {len(during)} at once "
+                         f"({len(plan.projects)} planned, the rest deleted only after the new are created): "
                          f"over fleet:quotas.rolesPerAccount ({quota}). Nothing was changed; raise the quota with AWS and in "
                          "fleet:quotas.rolesPerAccount, or split the group over accounts.")
 

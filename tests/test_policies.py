@@ -230,11 +230,11 @@ def test_a_change_is_checked_with_the_old_and_new_policies_together(tmp_path):
     config = make_config(gitlab={"group": "acme"}, policies={"default": names[1:]})  # e0 out, e9 (the 10th) in
     lib = library(tmp_path, **entries)
     arn = "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev.{}".format
-    now = Deployed(policies={1: DeployedPolicies(frozenset(arn(n) for n in names[:10]))})
+    now = Deployed(names={1: "gitlab-acme-a"}, policies={1: DeployedPolicies(frozenset(arn(n) for n in names[:10]))})
     with pytest.raises(PlanError, match=r"acme/a: the change holds 11 managed policies at once .* make the change in two runs"):
         build_plan(config, listing(p(1, "acme/a")), "dev", now, library=lib, region="eu-west-1")
     assert build_plan(config, listing(p(1, "acme/a")), "dev", library=lib, region="eu-west-1").projects  # a first up: fine
-    same = Deployed(policies={1: DeployedPolicies(frozenset(arn(n) for n in names[1:]))})
+    same = Deployed(names={1: "gitlab-acme-a"}, policies={1: DeployedPolicies(frozenset(arn(n) for n in names[1:]))})
     assert build_plan(config, listing(p(1, "acme/a")), "dev", same, library=lib, region="eu-west-1").projects
 
 
@@ -245,3 +245,32 @@ def test_the_policies_output_feeds_the_next_runs_check(tmp_path):
     assert output["1"]["attached"] == [plan.managed_policies[0].arn] and output["1"]["inline"]["my-prefix"] > 100
     deployed = deployed_names({"roleNames": {"1": "gitlab-acme-a"}, "policies": output}, [], "outputs")
     assert deployed.policies[1].attached == {plan.managed_policies[0].arn}
+
+
+def test_a_renamed_role_is_a_new_role_and_holds_none_of_the_old_ones_policies(tmp_path):
+    from fleet.deployed import Deployed, DeployedPolicies
+    entries = {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
+        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(11)}
+    names = sorted(entries)
+    config = make_config(gitlab={"group": "acme"}, policies={"default": names[1:]})
+    arn = "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev.{}".format
+    old = Deployed(names={1: "gitlab-acme-a"}, policies={1: DeployedPolicies(frozenset(arn(n) for n in names[:10]))})
+    plan = build_plan(config, listing(p(1, "acme/b")), "dev", old, library=library(tmp_path, **entries), region="eu-west-1")
+    assert plan.projects[0].role_name == "gitlab-acme-b" and len(plan.projects[0].policies) == 10
+
+
+def test_a_malformed_policies_output_is_refused_in_one_sentence():
+    from fleet.deployed import parse_policies
+    from fleet.errors import FleetError
+    for inline in ({"x": float("nan")}, {"x": -1}, {"x": 1.5}, {"x": True}):
+        with pytest.raises(FleetError, match=r"outputs: policies is .* expected a map of project id to \{attached, inline\}"):
+            parse_policies({"1": {"attached": [], "inline": inline}}, "outputs")
+    assert parse_policies({"1": {"attached": [], "inline": {"x": 570.0}}}, "outputs")[1].inline == {"x": 570}
+
+
+def test_an_unhashable_key_is_a_yaml_error_not_a_crash(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "odd.yaml").write_text("description: d\n? [a, b]\n: 1\n")
+    with pytest.raises(ConfigError, match=r"odd.yaml: cannot be read as YAML"):
+        load_library([folder])

@@ -617,3 +617,14 @@ def test_lint_is_fast_for_a_large_plan():
     for document in documents:
         assert lint(document) == [] and privileged(document) == []
     assert time.perf_counter() - start < 2.0  # measured at about 0.05 s
+
+
+def test_the_datas_tag_key_spelling_is_a_template_not_a_literal_key():
+    document = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Tagged", "Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+         "Resource": "arn:aws:secretsmanager:eu-west-1:111111111111:secret:team/*",
+         "Condition": {"StringEquals": {"secretsmanager:ResourceTag/team": "cart"}}},
+        {"Sid": "Params", "Effect": "Allow", "Action": "ssm:GetParameter",
+         "Resource": "arn:aws:ssm:eu-west-1:111111111111:parameter/team/*",
+         "Condition": {"StringEquals": {"ssm:resourceTag/team": "cart"}}}]}
+    assert [f.code for f in lint(document)] == []

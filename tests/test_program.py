@@ -468,7 +468,7 @@ def test_roles_already_in_the_account_count_against_its_quota_before_anything_is
         for name in ("AWSServiceRoleForSSO", "hand-made", "another"):
             iam.create_role(RoleName=name, AssumeRolePolicyDocument="{}")
         created: list[FleetMocks] = []
-        with pytest.raises(pulumi.RunError, match=r"holds 3 other roles, and this stack plans 29: over fleet:quotas.rolesPerAccount \(31\)"):
+        with pytest.raises(pulumi.RunError, match=r"holds 3 other roles, and this stack needs 29 at once .*: over fleet:quotas.rolesPerAccount \(31\)"):
             run(tmp_path, config, iam=iam, created=created)
         assert created_nothing(created[0])
         iam.delete_role(RoleName="another")
@@ -479,3 +479,35 @@ def test_the_project_refreshes_before_every_up_so_hand_added_policies_are_seen()
     """The exclusive resources only notice policies added by hand after a refresh (pulumi/pulumi-aws#4766)."""
     project = yaml.safe_load((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())
     assert project["options"]["refresh"] == "always"
+
+
+def test_up_reads_its_last_policies_and_refuses_a_swap_that_would_pass_the_quota_halfway(shop, tmp_path, moto_account):
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    for i in range(11):
+        (folder / f"e{i}.yaml").write_text(yaml.safe_dump({"description": "Who.", "document": {"Version": "2012-10-17",
+            "Statement": [{"Sid": f"S{i}", "Effect": "Allow", "Action": "sts:GetCallerIdentity", "Resource": "*"}]}}))
+    config = stack_config(shop)
+    config["fleet:policies"] = {"libraries": ["policies"], "default": [f"e{i}" for i in range(10)]}
+    with mock_aws():
+        iam = iam_client()
+        first, outputs = run(tmp_path, config, iam=iam)
+        held = {r.name: r.inputs["name"] for r in first.by_type("aws:iam/role:Role")}
+        again = {**config, "fleet:oidc": {"providerArn": outputs["providerArn"]},
+                 "fleet:policies": {"libraries": ["policies"], "default": [f"e{i}" for i in range(1, 11)]}}
+        created: list[FleetMocks] = []
+        with pytest.raises(pulumi.RunError, match="the change holds 11 managed policies at once"):
+            run(tmp_path, again, iam=iam, held_roles=held, previous_outputs=outputs, created=created)
+        assert created_nothing(created[0])
+
+
+def test_roles_that_go_still_count_until_the_new_ones_exist():
+    from types import SimpleNamespace
+
+    from fleet.deployed import Deployed
+    from fleet.errors import FleetError
+    plan = SimpleNamespace(account_id=ACCOUNT, projects=[SimpleNamespace(role_name="b"), SimpleNamespace(role_name="c")])
+    deployed = Deployed(names={1: "a", 2: "b"})
+    with pytest.raises(FleetError, match=r"holds 0 other roles, and this stack needs 3 at once"):
+        program.check_roles_fit_the_account(plan, deployed, ["a", "b"], 2)  # a goes only after c is created
+    program.check_roles_fit_the_account(plan, deployed, ["a", "b"], 3)

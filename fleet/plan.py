@@ -125,9 +125,13 @@ class Plan:
         """Said loudly when the plan gives no project a role: the group and why each project was skipped."""
         if self.projects:
             return None
-        why = ", ".join(f"{n} {reason}" for reason, n in skip_reasons(self.skipped).items())
         return f"no roles planned for group {self.group}: " + (
-            f"all {len(self.skipped)} listed projects are skipped ({why})" if self.skipped else "GitLab lists no projects in it")
+            f"all {len(self.skipped)} listed projects are skipped ({self.skip_summary()})" if self.skipped
+            else "GitLab lists no projects in it")
+
+    def skip_summary(self) -> str:
+        """'2 archived, 1 excluded': how many projects were skipped for each reason."""
+        return ", ".join(f"{n} {reason}" for reason, n in skip_reasons(self.skipped).items())
 
     @property
     def all_warnings(self) -> tuple[str, ...]:

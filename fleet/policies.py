@@ -8,6 +8,7 @@ attached as it is. Every rendered document is linted before anything is applied.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -142,9 +143,8 @@ def plan_policies(config: PoliciesConfig, quotas: QuotasConfig, library: Mapping
     plans: dict[int, tuple[PolicyPlan, ...]] = {}
     attached_to: dict[str, int] = dict.fromkeys(shared, 0)
     for project, role_name in projects:
-        context = RenderContext(account_id=stack.account_id, region=stack.region, partition=stack.partition, stack=stack.stack,
-                                project_path=project.path, project_slug=path_slug(project.path),
-                                project_id=str(project.id), role_name=role_name)
+        context = dataclasses.replace(base, project_path=project.path, project_slug=path_slug(project.path),
+                                      project_id=str(project.id), role_name=role_name)
         policies = []
         for name, reason in chosen[project.id].items():
             entry = library[name]

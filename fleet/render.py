@@ -29,14 +29,9 @@ def render_json(plan: Plan, out: TextIO) -> None:
     out.write("\n")
 
 
-def _skip_reasons(counts: dict[str, int]) -> str:
-    """'2 archived, 1 excluded': the skip reasons in `Plan.counts()` with their counts."""
-    return ", ".join(f"{v} {k.removeprefix('skipped_').replace('_', '-')}" for k, v in counts.items() if k.startswith("skipped_"))
-
-
 def summary(plan: Plan) -> str:
     counts = plan.counts()
-    reasons = _skip_reasons(counts)
+    reasons = plan.skip_summary()
     provider = "create" if plan.create_provider else "adopt"
     return (f"stack {plan.stack}: {counts['roles']} roles for {plan.group} in account {plan.account_id}, "
             f"{counts['skipped']} skipped{f' ({reasons})' if reasons else ''}; OIDC provider: {provider} {plan.provider_arn}")

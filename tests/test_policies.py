@@ -23,6 +23,12 @@ MINE = {"description": "Writes the project's prefix.", "document": {
                                             "Resource": "arn:${partition}:s3:::artifacts-${account_id}/${project_path}/*"}]}}
 
 
+def numbered_shared_entries(count: int) -> dict:
+    """e0, e1, ...: shared entries that differ only in their Sid (one managed policy each)."""
+    return {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
+        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(count)}
+
+
 def listing(*projects):
     return parse_inventory({"group": {"id": 1, "full_path": "acme"}, "projects": list(projects)})
 
@@ -125,8 +131,7 @@ def test_a_lint_finding_passes_only_when_the_entry_accepts_it_with_a_reason(tmp_
 
 
 def test_managed_policies_per_role_at_the_quota_and_one_over(tmp_path):
-    entries = {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
-        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(11)}
+    entries = numbered_shared_entries(11)
     names = sorted(entries)
     assert len(plan_for(tmp_path, {"default": names[:10]}, p(1, "acme/a"), entries=entries).projects[0].policies) == 10
     with pytest.raises(PlanError, match=r"acme/a: 11 managed policies \(.*\), over fleet:quotas.managedPoliciesPerRole \(10\)"):
@@ -224,8 +229,7 @@ def test_region_placeholders_need_a_real_region(tmp_path, region):
 def test_a_change_is_checked_with_the_old_and_new_policies_together(tmp_path):
     """Pulumi attaches the new before it detaches the old: a swap at the quota would fail halfway through up."""
     from fleet.deployed import Deployed, DeployedPolicies
-    entries = {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
-        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(11)}
+    entries = numbered_shared_entries(11)
     names = sorted(entries)
     config = make_config(gitlab={"group": "acme"}, policies={"default": names[1:]})  # e0 out, e9 (the 10th) in
     lib = library(tmp_path, **entries)
@@ -249,8 +253,7 @@ def test_the_policies_output_feeds_the_next_runs_check(tmp_path):
 
 def test_a_renamed_role_is_a_new_role_and_holds_none_of_the_old_ones_policies(tmp_path):
     from fleet.deployed import Deployed, DeployedPolicies
-    entries = {f"e{i}": {**SHARED, "document": {**SHARED["document"], "Statement": [
-        {**SHARED["document"]["Statement"][0], "Sid": f"S{i}"}]}} for i in range(11)}
+    entries = numbered_shared_entries(11)
     names = sorted(entries)
     config = make_config(gitlab={"group": "acme"}, policies={"default": names[1:]})
     arn = "arn:aws:iam::111111111111:policy/gitlab-aws-oidc-fleet/fleet-dev.{}".format

@@ -18,6 +18,7 @@ from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, is_project_path, load_inventory
 from .naming import helper_role_name, path_slug
 from .planner import build_plan
+from .policies import stack_library
 from .policy_library import RenderContext, library_for, unknown_names
 from .render import render_entry, render_json, render_library, render_table
 from .selection import check_group
@@ -215,11 +216,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write("\n")
         return 0
     others = other_targets(args.stacks_dir, args.stack)
+    library = stack_library(config.policies, args.stacks_dir.parent)
     listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
     if args.inventory:  # a saved listing can be of any group
         _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
     deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
-    library = library_for(config.policies.libraries, args.stacks_dir.parent)
     plan = build_plan(config, listing, args.stack, deployed, library=library, region=region_of(stack))
     if deployed is None:
         print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "

@@ -12,6 +12,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import PoliciesConfig, QuotasConfig
@@ -21,7 +22,7 @@ from .globs import path_glob
 from .inventory import Project
 from .naming import path_slug
 from .plan import MANAGED_BY, ManagedPolicyPlan, PolicyPlan
-from .policy_library import Entry, RenderContext, render, unknown_names
+from .policy_library import Entry, RenderContext, library_for, render, unknown_names
 from .policy_lint import document_size, lint, privileged
 from .spelling import spell
 
@@ -53,6 +54,14 @@ def check_names(config: PoliciesConfig, library: Mapping[str, Entry]) -> None:
         problems += [f"{key}: {p}" for p in unknown_names(names, library)]
     if problems:
         raise ConfigError(problems)
+
+
+def stack_library(config: PoliciesConfig, project_dir: Path) -> dict[str, Entry]:
+    """The library a stack plans with, its entry names checked: read before GitLab is asked, so a bad
+    library or selection is refused without a request."""
+    library = library_for(config.libraries, project_dir)
+    check_names(config, library)
+    return library
 
 
 def select(config: PoliciesConfig, project: Project) -> tuple[dict[str, str], list[str]]:

@@ -25,7 +25,7 @@ from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
 from .plan import Plan
 from .planner import build_plan
-from .policy_library import library_for
+from .policies import stack_library
 from .resources import declare
 from .spelling import spell
 from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
@@ -157,10 +157,10 @@ def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
 def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
     """List the group, plan it with the names already deployed, and refuse overlaps and taken names."""
     others = other_targets(stacks_dir, stack)
+    library = stack_library(config.policies, stacks_dir.parent)
     outputs, source = previous_outputs()
     inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
     deployed = deployed_names(outputs, inventory.projects, source, owner_of=role_owner)
-    library = library_for(config.policies.libraries, stacks_dir.parent)
     plan = build_plan(config, inventory, stack, deployed, library=library, region=pulumi.Config("aws").get("region") or "")
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
     check_role_names_free(plan, deployed, config.quotas.roles_per_account)

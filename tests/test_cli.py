@@ -411,3 +411,13 @@ def test_the_demo_plan_lists_each_projects_policies_and_the_shared_one(tmp_path)
 def test_policies_show_refuses_a_project_path_gitlab_would_not_have():
     result = run_cli("policies", "show", "s3-artifacts", "--project", "shop/*")
     assert result.returncode == 64 and 'error: --project: "shop/*" is not a GitLab project path' in result.stderr
+
+
+def test_a_bad_policy_selection_is_refused_before_gitlab_is_asked(tmp_path):
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "s", gitlab={"url": "https://gitlab.example.com", "group": "shop"}, policies={"default": ["s3-artefacts"]})
+    with GitLabDouble() as double:
+        result = run_cli("plan", "--stack", "s", "--stacks-dir", str(stacks), "--api-url", double.url)
+        assert double.requests == []
+    assert result.returncode == 78, result.stderr
+    assert 'fleet:policies.default: "s3-artefacts" is not in the policy library (did you mean s3-artifacts?)' in result.stderr

@@ -511,3 +511,12 @@ def test_roles_that_go_still_count_until_the_new_ones_exist():
     with pytest.raises(FleetError, match=r"holds 0 other roles, and this stack needs 3 at once"):
         program.check_roles_fit_the_account(plan, deployed, ["a", "b"], 2)  # a goes only after c is created
     program.check_roles_fit_the_account(plan, deployed, ["a", "b"], 3)
+
+
+def test_pulumi_up_refuses_a_bad_policy_selection_before_gitlab_is_asked(shop, tmp_path, moto_account):
+    config = stack_config(shop)
+    config["fleet:policies"] = {"default": ["s3-artefacts"]}
+    created: list[FleetMocks] = []
+    with pytest.raises(pulumi.RunError, match=r'"s3-artefacts" is not in the policy library \(did you mean s3-artifacts\?\)'):
+        run(tmp_path, config, created=created)
+    assert shop.requests == [] and created_nothing(created[0])

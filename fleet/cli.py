@@ -11,9 +11,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+from . import operations
+from .adoption import plan_checks
 from .config import FleetConfig, account_problem, group_problem, is_numeric_id, normalise_url
 from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
+from .engine import PULUMI_VERSION
 from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, is_project_path, load_inventory
 from .naming import helper_role_name, path_slug
@@ -42,10 +45,16 @@ T = TypeVar("T")
 EXIT_CODES = f"""exit codes:
   0   done
   1   an error while working: GitLab unreachable or refusing, an incomplete listing, a plan that
-      cannot be made safely, overlapping stacks, an unreadable --inventory or --deployed file
-  2   not used for errors (reserved for `drift`: drift found)
+      cannot be made safely, overlapping stacks, an unreadable --inventory or --deployed file; the
+      guard or a collision refusing; the Pulumi CLI missing or failing; a stack locked by another run
+  2   drift found (drift; reconcile when it leaves the drift to a person): never an error
   {UsageError.exit_code}  usage: an unknown command, flag or stack, or a bad flag value (the message names the flag)
-  {ConfigError.exit_code}  configuration: the stack file is invalid (each problem names the file and the key to edit)"""
+  {ConfigError.exit_code}  configuration: the stack file is invalid (each problem names the file and the key to edit), or a
+      CI/CD variable --mr-note or --issue needs is missing (the message names it)"""
+
+
+DRIFT_EXIT_CODES = EXIT_CODES.replace("  0   done", "  0   no drift")
+RECONCILE_EXIT_CODES = EXIT_CODES.replace("  0   done", "  0   no drift, or drift reconciled by up")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fleet", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="gitlab-aws-oidc-fleet: one keyless, least-privilege AWS role per GitLab project.",
         epilog="The GitLab token is read from GITLAB_TOKEN (the stack secret gitlab:token is read only by `pulumi up`).\n"
-               f"Nothing here touches AWS.\n\n{EXIT_CODES}")
+               "plan, inventory and policies touch no AWS; preview, drift, up and reconcile run the Pulumi CLI.\n\n"
+               f"{EXIT_CODES}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show what the stack would declare, offline (no AWS credentials)",
@@ -146,7 +156,53 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--stack", type=_stack_name, help="read the stack's fleet:policies.libraries, account, region and name")
         sub.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR,
                          help=f"directory of the stack files (default: {DEFAULT_STACKS_DIR})")
+    _engine_commands(commands)
     return parser
+
+
+def _max_deletes(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > 10000:
+        raise argparse.ArgumentTypeError(f"{json.dumps(text)} is not allowed; expected a whole number from 0 to 10000")
+    return int(text)
+
+
+ENGINE_NOTE = (f"These commands run the Pulumi CLI {PULUMI_VERSION} (on PATH) on the project in the current directory, with\n"
+               "the state backend it is logged in to (PULUMI_BACKEND_URL) and the AWS credentials of the environment.")
+
+
+def _engine_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    def add(name: str, help_text: str, description: str, codes: str = EXIT_CODES) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=f"{description}\n\n{ENGINE_NOTE}", epilog=codes,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--stack", required=True, type=_stack_name, help="stack name: reads stacks/Pulumi.<NAME>.yaml")
+        sub.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR,
+                         help=f"directory of the stack files; the Pulumi project is its parent (default: {DEFAULT_STACKS_DIR})")
+        return sub
+
+    preview = add("preview", "preview the stack's changes as a Markdown report (optionally a merge-request note)",
+                  "Refresh and preview the stack with Pulumi (nothing is written), and print a Markdown report of what would\n"
+                  "change: a summary line, then per project its trust, policies and variables. Secret values are never shown.")
+    preview.add_argument("--mr-note", action="store_true",
+                         help="create or update this stack's one note on the merge request (CI_PROJECT_ID, CI_MERGE_REQUEST_IID, "
+                              "token in FLEET_NOTE_TOKEN)")
+    drift = add("drift", "detect drift: IAM or variables edited outside, fleet membership changed (exit 2 when found)",
+                "A refresh in preview mode and a preview that expects no changes; writes nothing to the stack.",
+                DRIFT_EXIT_CODES)
+    drift.add_argument("--issue", action="store_true",
+                       help="open, update, or close (when clean) this stack's one drift issue in the fleet repository "
+                            "(CI_PROJECT_ID, token in FLEET_NOTE_TOKEN)")
+    up = add("up", "refresh and update the stack, refusing past the blast-radius guard",
+             "Refresh and preview; refuse before touching anything when the run would delete or replace more roles than\n"
+             "allowed (fleet:guard.maxDeletes, default 5, and never more than 10% of the stack's roles), or every role;\n"
+             "then ask (or need --yes) and update.")
+    up.add_argument("--max-deletes", type=_max_deletes, metavar="N",
+                    help="allow this run to delete or replace up to N roles (replaces fleet:guard.maxDeletes and the 10%% cap)")
+    up.add_argument("--yes", action="store_true", help="do not ask (needed when not on a terminal, e.g. in CI)")
+    reconcile = add("reconcile", "the scheduled job: drift, then with fleet:reconcile auto an up under the same guard",
+                    "Run drift; when drift is found and the stack's fleet:reconcile is auto, run up under the same guard\n"
+                    "(as with --yes). With fleet:reconcile report (the default) drift is only reported.",
+                    RECONCILE_EXIT_CODES)
+    reconcile.add_argument("--issue", action="store_true", help="keep this stack's drift issue, as drift --issue does")
 
 
 # The stack keys each flag overrides.
@@ -203,10 +259,25 @@ def _policies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _engine(args: argparse.Namespace, context: operations.Context | None = None) -> int:
+    config = stack_config(_stack(args))  # a bad stack file is refused before Pulumi runs
+    ctx = context or operations.Context(project_dir=args.stacks_dir.resolve().parent, env=os.environ, out=sys.stdout,
+                                        interactive=sys.stdin.isatty() and sys.stderr.isatty() and not os.environ.get("CI"))
+    if args.command == "preview":
+        return operations.preview(ctx, args.stack, mr_note=args.mr_note)
+    if args.command == "drift":
+        return operations.drift(ctx, args.stack, issue=args.issue)
+    if args.command == "up":
+        return operations.up(ctx, config, args.stack, max_deletes=args.max_deletes, yes=args.yes)
+    return operations.reconcile(ctx, config, args.stack, issue=args.issue)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "policies":
         return _policies(args)
+    if args.command in ("preview", "drift", "up", "reconcile"):
+        return _engine(args)
     stack = _stack(args)
     overrides = _overrides(args)
     config = stack_config(stack, overrides, {key: FLAGS[key] for key in overrides})
@@ -229,6 +300,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         print("note: --group plans a what-if; the overlap check with other stacks is skipped", file=sys.stderr)
     else:
         check_overlaps(config_target(args.stack, config), others, listing, (p.id for p in plan.projects))
+    token = None if args.inventory else resolve_token(os.environ.get("GITLAB_TOKEN"))
+    for note in plan_checks(config, plan, deployed, token, args.stacks_dir):
+        print(f"note: {note}", file=sys.stderr)
     if args.format == "json":
         render_json(plan, sys.stdout)
         for warning in plan.all_warnings:  # in the JSON too; here for a person watching the run

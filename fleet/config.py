@@ -111,6 +111,31 @@ class QuotasConfig:
 
 
 @dataclass(frozen=True)
+class GuardConfig:
+    """`fleet:guard`: the blast-radius guard; `up` refuses a plan that deletes or replaces more roles."""
+
+    max_deletes: int = 5
+
+
+RECONCILE_MODES = ("report", "auto")
+ADOPT_KINDS = ("variables", "roles", "provider")
+
+
+@dataclass(frozen=True)
+class AdoptConfig:
+    """`fleet:adopt`: what made by hand the stack may import and manage instead of refusing it."""
+
+    variables: bool = False  # ROLE_ARN / GITLAB_AWS_ACCOUNT_ID already set in the stack's scope
+    roles: bool = False  # an IAM role with the planned name
+    provider: bool = False  # the OIDC provider for the issuer
+
+    def kinds(self) -> tuple[str, ...]:
+        """The adopted kinds, by their key names."""
+        return tuple(k for k in ADOPT_KINDS if getattr(self, k))
+
+
+
+@dataclass(frozen=True)
 class FleetConfig:
     account_id: str
     gitlab: GitLabConfig
@@ -120,6 +145,9 @@ class FleetConfig:
     variables: VariablesConfig
     policies: PoliciesConfig = PoliciesConfig()
     quotas: QuotasConfig = QuotasConfig()
+    guard: GuardConfig = GuardConfig()
+    reconcile: str = "report"  # one of RECONCILE_MODES
+    adopt: AdoptConfig = AdoptConfig()
 
     @property
     def issuer(self) -> str:
@@ -137,10 +165,13 @@ _ROLE_KEYS: dict[str, Any] = {"path": "/", "maxSessionDuration": 3600, "permissi
 _VARIABLES_KEYS: dict[str, Any] = {"environmentScope": "*", "protected": False}
 _POLICIES_KEYS: dict[str, Any] = {"libraries": [], "default": [], "rules": [], "selfService": {}, "allowPrivileged": []}
 _QUOTAS_KEYS: dict[str, Any] = {"managedPoliciesPerRole": 10, "customerManagedPoliciesPerAccount": 1500, "rolesPerAccount": 1000}
+_GUARD_KEYS: dict[str, Any] = {"maxDeletes": 5}
+_ADOPT_KEYS: dict[str, Any] = {"variables": False, "roles": False, "provider": False}
 SECTIONS: dict[str, dict[str, Any]] = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEYS, "trust": _TRUST_KEYS,
-            "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS, "policies": _POLICIES_KEYS, "quotas": _QUOTAS_KEYS}
+            "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS, "policies": _POLICIES_KEYS, "quotas": _QUOTAS_KEYS,
+            "guard": _GUARD_KEYS, "adopt": _ADOPT_KEYS}
 ENTRY_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-TOP_LEVEL_KEYS = ("accountId", *SECTIONS)
+TOP_LEVEL_KEYS = ("accountId", "reconcile", *SECTIONS)
 
 
 REQUIRED = ("accountId", "gitlab.url", "gitlab.group")
@@ -447,6 +478,22 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
                                       "a whole number from 1 to 5000 (IAM's highest quota)", whole=True)),
     )
 
+    guard = GuardConfig(max_deletes=int(_number(sections["guard"], "guard", "maxDeletes", problems, 0, 10000,
+                                                 "a whole number from 0 to 10000 (roles one up may delete or replace)",
+                                                 whole=True)))
+    reconcile = raw.get("reconcile")
+    if reconcile is None:
+        reconcile = "report"
+    elif reconcile not in RECONCILE_MODES:
+        near = did_you_mean(reconcile, list(RECONCILE_MODES)) if isinstance(reconcile, str) else None
+        problems.add("reconcile", reconcile, "expected report or auto" + (f"; did you mean {near}?" if near else ""))
+        reconcile = "report"
+    ad = sections["adopt"]
+    adopt = AdoptConfig(**{kind: _bool(ad, "adopt", kind, problems) for kind in ADOPT_KINDS})
+    if adopt.provider and provider_arn is not None:
+        problems.add("adopt.provider", True, "fleet:oidc.providerArn already names a provider this stack uses without "
+                                             "managing it: set one of the two, not both")
+
     if problems.items:
         raise ConfigError(problems.items)
     assert isinstance(account_id, str)  # checked above
@@ -457,7 +504,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         refs=tuple(refs),
         role=RoleConfig(path=path, max_session_duration=duration, permissions_boundary=boundary),
         variables=VariablesConfig(environment_scope=scope, protected=protected),
-        policies=policies, quotas=quotas,
+        policies=policies, quotas=quotas, guard=guard, reconcile=reconcile, adopt=adopt,
     )
 
 

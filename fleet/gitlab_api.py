@@ -219,3 +219,22 @@ class GitLabAPI:
         if not isinstance(data, list):
             raise GitLabError("bad-response", f"GET {path} did not answer a list of projects", path=path)
         return data, headers.get("X-Next-Page") == ""
+
+    def project_variable(self, project: int, key: str, environment_scope: str) -> dict[str, Any] | None:
+        """The project's CI/CD variable `key` in exactly `environment_scope`, or None when GitLab answers 404.
+
+        Reading variables needs the Maintainer role: a token without it gets GitLabError kind "forbidden"."""
+        path = f"/projects/{project}/variables/{EncodedId(key)}"
+        try:
+            data, _ = self.get(path, {"filter[environment_scope]": environment_scope})
+        except GitLabError as err:
+            if err.kind == "not-found":
+                return None
+            raise
+        if not isinstance(data, dict) or data.get("key") != key:
+            raise GitLabError("bad-response", f"GET {path} did not answer the variable {key}", path=path)
+        if data.get("environment_scope") != environment_scope:  # a GitLab that ignores the filter
+            raise GitLabError("bad-response", f"GET {path} answered the variable of scope "
+                                              f"{data.get('environment_scope')!r} when asked for {environment_scope!r}",
+                              path=path)
+        return data

@@ -18,11 +18,15 @@ import pulumi_gitlab as gitlab
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime.sync_await import _sync_await
 
+from . import adoption as adopting
+from . import guard
+from .adoption import Adoption
 from .config import FleetConfig, parse_config
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
 from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
+from .gitlab_api import GitLabAPI, RetryPolicy
 from .plan import Plan
 from .planner import build_plan
 from .policies import stack_library
@@ -123,30 +127,68 @@ def check_roles_fit_the_account(plan: Plan, deployed: Deployed, existing: Iterab
                          "fleet:quotas.rolesPerAccount, or split the group over accounts.")
 
 
-def check_role_names_free(plan: Plan, deployed: Deployed, roles_quota: int) -> None:
-    """Refuse names held in the account by a role this stack does not hold (another stack's, or one made by hand).
+def existing_role(name: str) -> tuple[str, dict[str, str]] | None:
+    """The ARN and tags of the role `name` in the account, None when it cannot be read (e.g. deleted meanwhile)."""
+    try:
+        role = aws.iam.get_role(name=name)
+    except Exception:  # the SDK raises a plain Exception for a failed invoke
+        return None
+    return role.arn, dict(role.tags or {})
 
-    Otherwise IAM would refuse the role halfway through `up` (EntityAlreadyExists). A project's own deployed
-    name is its own; so is a role tagged with this stack and this project (one a failed run created, which
-    the state holds although the outputs do not say so).
+
+def provider_tags(config: FleetConfig, arn: str) -> dict[str, str] | None:
+    """The tags of the account's OIDC provider `arn`, None when there is none."""
+    try:
+        provider = aws.iam.get_open_id_connect_provider(arn=arn)
+    except Exception as err:  # the SDK raises a plain Exception for a failed invoke
+        if "couldn't find resource" in str(err):  # pulumi-aws's (terraform-provider-aws's) words for "none"
+            return None
+        raise FleetError(f"cannot tell whether account {config.account_id} holds the OIDC provider {arn}: {err}") from err
+    return dict(provider.tags or {})
+
+
+def check_collisions(config: FleetConfig, plan: Plan, deployed: Deployed, token: str) -> Adoption:
+    """Refuse, all in one message, what would be created but exists already, unless fleet:adopt takes it over.
+
+    Roles: a planned name held in the account by a role this stack does not hold (IAM would refuse it halfway
+    through `up`, EntityAlreadyExists). A project's own deployed name is its own; so is a role tagged with this
+    stack and this project (one a failed run created, which the state holds although the outputs do not say so).
+    The provider: the issuer's, when the stack would create one. Variables: ROLE_ARN and GITLAB_AWS_ACCOUNT_ID in
+    the stack's scope, asked of GitLab for the projects new to the stack.
     """
     names = aws.iam.get_roles().names
-    check_roles_fit_the_account(plan, deployed, names, roles_quota)
+    check_roles_fit_the_account(plan, deployed, names, config.quotas.roles_per_account)
     existing = {name.casefold(): name for name in names}
-    clashes = []
+    taken: list[str] = []
+    refused: list[str] = []
+    found: list[adopting.Collision] = []
     for project in plan.projects:
-        name = project.role_name
-        if name.casefold() not in existing or deployed.names.get(project.id, "").casefold() == name.casefold():
+        name = existing.get(project.role_name.casefold())
+        if name is None or deployed.names.get(project.id, "").casefold() == project.role_name.casefold():
             continue
-        tags = role_tags(existing[name.casefold()]) or {}
-        if tags.get("fleet-stack") == plan.stack and tags.get("gitlab-project-id") == str(project.id):
+        role = existing_role(name)
+        if role is None:
+            refused.append(f"IAM role {name} for {project.path} exists but cannot be read")
             continue
-        owner = (f"stack {tags['fleet-stack']}, project {tags.get('gitlab-project-path', '?')}"
-                 if "fleet-stack" in tags else "not made by this program")
-        clashes.append(f"{name} for {project.path} ({owner})")
-    if clashes:
-        raise FleetError(f"role names already taken in account {plan.account_id} by roles this stack does not hold: "
-                         f"{'; '.join(clashes)}. Nothing was changed; exclude the project, or remove or rename that role.")
+        verdict = adopting.role_collision(project, role[0], role[1], plan.stack)
+        if isinstance(verdict, adopting.Collision):
+            found.append(verdict)
+        elif verdict is not None:
+            (taken if role[1].get("fleet-stack") else refused).append(verdict)
+    if plan.create_provider:
+        tags = provider_tags(config, plan.provider_arn)
+        verdict_ = adopting.provider_collision(plan, tags) if tags is not None else None
+        if isinstance(verdict_, adopting.Collision):
+            found.append(verdict_)
+        elif verdict_ is not None:
+            refused.append(verdict_)
+    api = GitLabAPI(config.gitlab.api_url, token, RetryPolicy(timeout=config.gitlab.timeout,
+                                                              max_retries=config.gitlab.max_retries), log=pulumi.log.info)
+    variables, refused_variables = adopting.check_variables(
+        plan, deployed, adopting.gitlab_lookup(api, {p.id: p.path for p in plan.projects}))
+    stack_file = display_path(stack_path(DEFAULT_STACKS_DIR, plan.stack))
+    return adopting.resolve([*found, *variables], [*refused, *refused_variables], config.adopt, stack_file=stack_file,
+                            taken=taken, account=plan.account_id)
 
 
 def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
@@ -154,7 +196,7 @@ def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
     return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/", token=pulumi.Output.secret(token))
 
 
-def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> Plan:
+def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> tuple[Plan, Adoption]:
     """List the group, plan it with the names already deployed, and refuse overlaps and taken names."""
     others = other_targets(stacks_dir, stack)
     library = stack_library(config.policies, stacks_dir.parent)
@@ -163,8 +205,12 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     deployed = deployed_names(outputs, inventory.projects, source, owner_of=role_owner)
     plan = build_plan(config, inventory, stack, deployed, library=library, region=pulumi.Config("aws").get("region") or "")
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
-    check_role_names_free(plan, deployed, config.quotas.roles_per_account)
-    return plan
+    adoption = check_collisions(config, plan, deployed, token)
+    if not pulumi.runtime.is_dry_run():  # `up`: the guard, from the names held and planned (a preview shows them all)
+        given = guard.program_limit()  # `python -m fleet up` passes what it allowed; by hand, fleet:guard applies
+        guard.check_names(deployed.names, {p.id: p.role_name for p in plan.projects}, stack=stack,
+                          max_deletes=config.guard.max_deletes if given is None else given, explicit=given is not None)
+    return plan, adoption
 
 
 def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
@@ -174,12 +220,14 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
         token = gitlab_token()
         check_account(config)
         check_adopted_provider(config)
-        plan = make_plan(config, token, pulumi.get_stack(), stacks_dir)
+        plan, adoption = make_plan(config, token, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err
     for warning in plan.all_warnings:
         pulumi.log.warn(warning)
-    outputs = declare(plan, gitlab_provider=gitlab_provider(config, token))
+    for note in adoption.notes():
+        pulumi.log.info(note)
+    outputs = declare(plan, gitlab_provider=gitlab_provider(config, token), adoption=adoption)
     for key, value in outputs.items():
         pulumi.export(key, value)
     return outputs

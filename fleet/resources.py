@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_gitlab as gitlab
 
+from .adoption import Adoption
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
 from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, deployed_output
 from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
@@ -53,10 +54,11 @@ class ProjectAccess(pulumi.ComponentResource):
 
     def __init__(self, project: ProjectPlan, settings: RoleSettings, *, depends_on: list[pulumi.Resource],
                  gitlab_provider: pulumi.ProviderResource | None, managed_arns: Mapping[str, pulumi.Input[str]] | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 adoption: Adoption | None = None, opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
         child = pulumi.ResourceOptions(parent=self)
+        adoption = adoption or Adoption()  # what fleet:adopt takes over: declared with Pulumi's import option
         self.role = aws.iam.Role(
             f"{name}-role",
             name=project.role_name,
@@ -66,7 +68,7 @@ class ProjectAccess(pulumi.ComponentResource):
             max_session_duration=settings.max_session_duration,
             permissions_boundary=settings.permissions_boundary,
             tags=project.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, import_=adoption.roles.get(project.id)),
         )
         role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
         self._attach(name, project.policies, managed_arns or {}, child)
@@ -85,7 +87,8 @@ class ProjectAccess(pulumi.ComponentResource):
                 masked=v.masked,
                 raw=True,
                 description=v.description,
-                opts=gitlab_opts,
+                opts=pulumi.ResourceOptions.merge(gitlab_opts, pulumi.ResourceOptions(
+                    import_=adoption.variables.get((project.id, v.key)))),
             )
             for v in project.variables
         ]
@@ -119,8 +122,9 @@ def declare_managed_policies(plan: Plan) -> dict[str, pulumi.Output[str]]:
     return arns
 
 
-def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = None) -> dict[str, Any]:
-    """Declare every resource of the plan; returns the stack outputs."""
+def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = None,
+            adoption: Adoption | None = None) -> dict[str, Any]:
+    """Declare every resource of the plan, importing what `adoption` names; returns the stack outputs."""
     depends_on: list[pulumi.Resource] = []
     provider_arn: pulumi.Input[str] = plan.provider_arn
     if plan.create_provider:
@@ -129,12 +133,14 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
             url=plan.issuer,
             client_id_lists=[plan.audience],
             tags={"managed-by": MANAGED_BY, "fleet-stack": plan.stack},
+            opts=pulumi.ResourceOptions(import_=adoption.provider if adoption else None),
         )
         provider_arn = provider.arn.apply(_must_equal(plan.provider_arn, "the OIDC provider's ARN"))
         depends_on.append(provider)
     settings = RoleSettings.of(plan)
     managed_arns = declare_managed_policies(plan)
-    access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider, managed_arns=managed_arns)
+    access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider, managed_arns=managed_arns,
+                                    adoption=adoption)
               for p in plan.projects}
     return {
         ROLES_OUTPUT: {path: a.role.arn for path, a in access.items()},

@@ -6,15 +6,31 @@ X-Page/X-Next-Page/X-Total/Link headers, at most 100 per page, totals omitted ab
 `totals_threshold` records as GitLab does above 10,000), authentication errors, and injectable
 faults: 5xx, 429 with or without Retry-After, and latency. `on_listing` runs before each listing
 request is answered, so a test can change the group while it is read.
+
+Also served, for the CI/CD variables and the merge request notes and drift issues:
+- `GET /user` (the token's user, from `users`, else a project bot user);
+- `GET /projects/:id/variables` (paginated) and `GET /projects/:id/variables/:key` with
+  `filter[environment_scope]`: 404 "404 Variable Not Found" when absent, 409 when the key exists in
+  several scopes and no filter picks one (GitLab's `find_variable`);
+- merge request notes: `GET/POST /projects/:id/merge_requests/:iid/notes`, `PUT .../notes/:note_id`
+  (only the note's author may edit it: 403 otherwise);
+- issues: `GET/POST /projects/:id/issues` (filters state, labels, author_id, search/in),
+  `PUT /projects/:id/issues/:iid` (state_event close/reopen, description, title, labels,
+  add_labels) and `POST /projects/:id/issues/:iid/notes`;
+- note bodies over `note_limit` and descriptions over `description_limit` characters are answered 400
+  with GitLab's messages.
+Every request is recorded in `requests` (path, query) and, with its method and body, in `calls`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 TRUE = {"true", "True", "1", "yes"}
@@ -30,6 +46,21 @@ class Fault:
     delay: float = 0.0
     drip: float = 0.0  # seconds between the bytes of the answer (a server that never quite times out)
     path_contains: str = "/projects"
+    method: str | None = None  # only requests with this method (GET, POST, PUT); None: any
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the double received it: method, path, query and the decoded body (JSON or form)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: dict[str, Any]
+
+
+BOT_USER: dict[str, Any] = {"id": 9001, "username": "project_7_bot_0a1b2c", "name": "fleet notes", "state": "active",
+                            "bot": True}
 
 
 @dataclass
@@ -47,6 +78,16 @@ class GitLabDouble:
     faults: list[Fault] = field(default_factory=list)
     on_listing: Callable[[int], None] | None = None  # called with the request's number (1, 2, ...) before answering
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # --- CI/CD variables, merge request notes and issues, by project id ----------------
+    variables: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # see make_variable
+    merge_requests: dict[int, set[int]] = field(default_factory=dict)  # project id -> MR iids that exist
+    mr_notes: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)  # (project, iid) -> notes
+    issues: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # project id -> issues (see make_issue)
+    issue_notes: dict[tuple[int, int], list[dict[str, Any]]] = field(default_factory=dict)  # (project, iid) -> comments
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)  # token -> its user (default BOT_USER)
+    note_limit: int = 1_000_000  # characters in a note body (GitLab's Note validation)
+    description_limit: int = 1_048_576  # characters in an issue description (1 MiB, GitLab 13.4+)
+    calls: list[Call] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -55,15 +96,17 @@ class GitLabDouble:
         self._stopped = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------
-    def start(self) -> "GitLabDouble":
+    def start(self) -> GitLabDouble:
         double = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 try:
                     double._handle(self)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout under test) before the answer was written
+
+            do_POST = do_PUT = do_DELETE = do_GET
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -84,7 +127,7 @@ class GitLabDouble:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def __enter__(self) -> "GitLabDouble":
+    def __enter__(self) -> GitLabDouble:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -129,9 +172,12 @@ class GitLabDouble:
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         parts = urlsplit(req.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        body = self._body(req)
         with self._lock:
             self.requests.append((parts.path, query))
-            fault = next((f for f in self.faults if f.count > 0 and f.path_contains in parts.path), None)
+            self.calls.append(Call(req.command, parts.path, query, body))
+            fault = next((f for f in self.faults if f.count > 0 and f.path_contains in parts.path
+                          and f.method in (None, req.command)), None)
             if fault:
                 fault.count -= 1
         if fault and fault.delay and self._stopped.wait(fault.delay):
@@ -149,6 +195,9 @@ class GitLabDouble:
         if self.tokens is not None and token not in self.tokens:
             return self._send(req, 401, {"message": "401 Unauthorized"})
         segments = parts.path.removeprefix(self.prefix).split("/")
+        if req.command != "GET" or (segments[1:3] == ["api", "v4"] and segments[3:4] in (["user"], ["projects"])):
+            with self._lock:  # the handlers below read and change the double's data
+                return self._handle_projects(req, token, segments[3:], query, body)
         if segments[1:] == ["api", "v4", "version"]:
             body = self.version_body if self.version_body is not None else {"version": self.version, "revision": "0123abcd"}
             return self._send(req, 200, body)
@@ -169,6 +218,179 @@ class GitLabDouble:
                     self.on_listing(number)
                 return self._page(req, parts.path, query, self.listing(group, query))
         return self._send(req, 404, {"error": "404 Not Found"})  # GitLab's answer to an unknown API route
+
+    # --- /user and /projects/:id/... ----------------------------------------------------
+    @staticmethod
+    def _body(req: BaseHTTPRequestHandler) -> dict[str, Any]:
+        length = int(req.headers.get("Content-Length") or 0)
+        raw = req.rfile.read(length) if length else b""
+        if not raw:
+            return {}
+        if (req.headers.get("Content-Type") or "").startswith("application/json"):
+            data = json.loads(raw)
+            return data if isinstance(data, dict) else {"_": data}
+        return {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+
+    def user(self, token: str | None) -> dict[str, Any]:
+        return self.users.get(token or "", BOT_USER)
+
+    def project_id(self, ref: str) -> int | None:
+        """The id of the project `ref` names (an id or a URL-encoded path), if the double knows it."""
+        ref = unquote(ref)
+        known = {p["id"] for p in self.projects} | set(self.variables) | set(self.merge_requests) | set(self.issues)
+        if ref.isdigit():
+            return int(ref) if int(ref) in known else None
+        return next((p["id"] for p in self.projects if p["path_with_namespace"] == ref), None)
+
+    def _handle_projects(self, req: BaseHTTPRequestHandler, token: str | None, route: list[str],
+                         query: dict[str, str], body: dict[str, Any]) -> None:
+        method = req.command
+        args = {**query, **body}  # GitLab reads parameters from either
+        if route == ["user"] and method == "GET":
+            return self._send(req, 200, self.user(token))
+        if len(route) < 3 or route[0] != "projects":
+            return self._send(req, 404, {"error": "404 Not Found"})
+        project = self.project_id(route[1])
+        if project is None:
+            return self._send(req, 404, {"message": "404 Project Not Found"})
+        if token in self.forbidden_tokens:
+            return self._send(req, 403, {"message": "403 Forbidden"})
+        rest = route[2:]
+        if rest[0] == "variables" and method == "GET":
+            return self._variables(req, project, rest[1:], query)
+        if rest[0] == "merge_requests" and len(rest) >= 3 and rest[2] == "notes":
+            return self._mr_notes(req, token, project, rest[1], rest[3:], args)
+        if rest[0] == "issues":
+            return self._issues(req, token, project, rest[1:], args)
+        return self._send(req, 404, {"error": "404 Not Found"})
+
+    def _variables(self, req: BaseHTTPRequestHandler, project: int, rest: list[str], query: dict[str, str]) -> None:
+        variables = self.variables.get(project, [])
+        if not rest:
+            return self._page(req, urlsplit(req.path).path, query, variables)
+        key = unquote(rest[0])
+        scope = query.get("filter[environment_scope]")
+        found = [v for v in variables if v["key"] == key and (scope is None or v["environment_scope"] == scope)]
+        if not found:
+            return self._send(req, 404, {"message": "404 Variable Not Found"})
+        if len(found) > 1:
+            return self._send(req, 409, {"message": "There are multiple variables with provided parameters. "
+                                                    "Please use 'filter[environment_scope]'"})
+        return self._send(req, 200, found[0])
+
+    def _too_long(self, text: str, what: str) -> dict[str, Any] | None:
+        """GitLab's 400 answer for a note or a description over its limit (None when within it)."""
+        if what == "note" and len(text) > self.note_limit:
+            return {"message": f'400 Bad request - Note {{:note=>["is too long (maximum is {self.note_limit} characters)"]}}'}
+        if what == "description" and len(text) > self.description_limit:
+            return {"message": {"description": [f"is too long (maximum is {self.description_limit} characters)"]}}
+        return None
+
+    def _author(self, token: str | None) -> dict[str, Any]:
+        user = self.user(token)
+        return {k: user[k] for k in ("id", "username", "name", "state")}
+
+    def _mr_notes(self, req: BaseHTTPRequestHandler, token: str | None, project: int, iid: str, rest: list[str],
+                  args: dict[str, Any]) -> None:
+        if not iid.isdigit() or int(iid) not in self.merge_requests.get(project, set()):
+            return self._send(req, 404, {"message": "404 Not found"})
+        notes = self.mr_notes.setdefault((project, int(iid)), [])
+        if not rest and req.command == "GET":
+            ordered = sorted(notes, key=lambda n: n[args.get("order_by", "created_at")],
+                             reverse=args.get("sort", "desc") == "desc")
+            return self._page(req, urlsplit(req.path).path, {k: str(v) for k, v in args.items()}, ordered)
+        if not rest and req.command == "POST":
+            text = str(args.get("body", ""))
+            if not text:
+                return self._send(req, 400, {"message": "400 Bad request - Note can't be blank"})
+            if (error := self._too_long(text, "note")) is not None:
+                return self._send(req, 400, error)
+            note = make_note(self._next_note_id(), text, self._author(token), noteable_iid=int(iid))
+            notes.append(note)
+            return self._send(req, 201, note)
+        if len(rest) == 1 and req.command == "PUT":
+            note = next((n for n in notes if str(n["id"]) == rest[0]), None)
+            if note is None:
+                return self._send(req, 404, {"message": "404 Note Not Found"})
+            if note["author"]["id"] != self.user(token)["id"]:
+                return self._send(req, 403, {"message": "403 Forbidden"})
+            text = str(args.get("body", ""))
+            if (error := self._too_long(text, "note")) is not None:
+                return self._send(req, 400, error)
+            note.update(body=text, updated_at=_now())
+            return self._send(req, 200, note)
+        return self._send(req, 404, {"error": "404 Not Found"})
+
+    def _next_note_id(self) -> int:
+        every = [n for notes in (*self.mr_notes.values(), *self.issue_notes.values()) for n in notes]
+        return max((n["id"] for n in every), default=500) + 1
+
+    def _issue_listing(self, project: int, args: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        wanted = [label for label in str(args.get("labels", "")).split(",") if label]
+        for issue in self.issues.get(project, []):
+            if args.get("state", "all") not in ("all", issue["state"]):
+                continue
+            if not set(wanted) <= set(issue["labels"]):
+                continue
+            if "author_id" in args and str(issue["author"]["id"]) != str(args["author_id"]):
+                continue
+            if "search" in args:
+                fields = str(args.get("in", "title,description")).split(",")
+                if not any(str(args["search"]).casefold() in (issue.get(f) or "").casefold() for f in fields):
+                    continue
+            out.append(issue)
+        return sorted(out, key=lambda i: (i[args.get("order_by", "created_at")], i["iid"]),
+                      reverse=args.get("sort", "desc") == "desc")
+
+    def _issues(self, req: BaseHTTPRequestHandler, token: str | None, project: int, rest: list[str],
+                args: dict[str, Any]) -> None:
+        issues = self.issues.setdefault(project, [])
+        if not rest and req.command == "GET":
+            return self._page(req, urlsplit(req.path).path, {k: str(v) for k, v in args.items()},
+                              self._issue_listing(project, args))
+        if not rest and req.command == "POST":
+            if not args.get("title"):
+                return self._send(req, 400, {"message": "400 Bad request - title is missing"})
+            if (error := self._too_long(str(args.get("description", "")), "description")) is not None:
+                return self._send(req, 400, error)
+            issue = make_issue(project, max((i["iid"] for i in issues), default=0) + 1, str(args["title"]),
+                               str(args.get("description", "")), self._author(token),
+                               labels=_labels(args.get("labels", "")))
+            issues.append(issue)
+            return self._send(req, 201, issue)
+        issue = next((i for i in issues if rest and str(i["iid"]) == rest[0]), None)
+        if issue is None:
+            return self._send(req, 404, {"message": "404 Issue Not Found"})
+        if len(rest) == 1 and req.command == "GET":
+            return self._send(req, 200, issue)
+        if len(rest) == 1 and req.command == "PUT":
+            if "description" in args and (error := self._too_long(str(args["description"]), "description")):
+                return self._send(req, 400, error)
+            for key in ("title", "description"):
+                if key in args:
+                    issue[key] = str(args[key])
+            if "labels" in args:
+                issue["labels"] = _labels(args["labels"])
+            if "add_labels" in args:
+                issue["labels"] = sorted({*issue["labels"], *_labels(args["add_labels"])})
+            event = args.get("state_event")
+            if event == "close" and issue["state"] == "opened":
+                issue.update(state="closed", closed_at=_now(), closed_by=self._author(token))
+            elif event == "reopen" and issue["state"] == "closed":
+                issue.update(state="opened", closed_at=None, closed_by=None)
+            issue["updated_at"] = _now()
+            return self._send(req, 200, issue)
+        if rest[1:] == ["notes"] and req.command == "POST":
+            text = str(args.get("body", ""))
+            if (error := self._too_long(text, "note")) is not None:
+                return self._send(req, 400, error)
+            note = make_note(self._next_note_id(), text, self._author(token), noteable_iid=issue["iid"],
+                             noteable_type="Issue")
+            self.issue_notes.setdefault((project, issue["iid"]), []).append(note)
+            issue["user_notes_count"] = issue.get("user_notes_count", 0) + 1
+            return self._send(req, 201, note)
+        return self._send(req, 404, {"error": "404 Not Found"})
 
     def _page(self, req: BaseHTTPRequestHandler, path: str, query: dict[str, str], items: list[dict[str, Any]]) -> None:
         page = max(1, int(query.get("page", "1")))
@@ -221,6 +443,52 @@ class GitLabDouble:
 
 
 # --- building realistic payloads ---------------------------------------------------------
+_clock = [0]
+
+
+def _now() -> str:
+    """Distinct, increasing timestamps, so that orderings by time are stable."""
+    _clock[0] += 1
+    return datetime.fromtimestamp(1_767_225_600 + _clock[0], tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def _labels(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return sorted({str(v).strip() for v in items if str(v).strip()})
+
+
+def make_variable(key: str, value: str, environment_scope: str = "*", *, protected: bool = False, masked: bool = False,
+                  hidden: bool = False, raw: bool = False, variable_type: str = "env_var",
+                  description: str | None = None) -> dict[str, Any]:
+    """A project CI/CD variable as GET /projects/:id/variables answers it (a hidden variable's value is null)."""
+    return {"variable_type": variable_type, "key": key, "value": None if hidden else value, "protected": protected,
+            "masked": masked, "hidden": hidden, "raw": raw, "environment_scope": environment_scope,
+            "description": description}
+
+
+def make_user(user_id: int, username: str, *, bot: bool = False) -> dict[str, Any]:
+    return {"id": user_id, "username": username, "name": username, "state": "active", "bot": bot}
+
+
+def make_note(note_id: int, body: str, author: dict[str, Any], *, noteable_iid: int = 1, system: bool = False,
+              noteable_type: str = "MergeRequest") -> dict[str, Any]:
+    """A note as the notes API answers it."""
+    now = _now()
+    return {"id": note_id, "type": None, "body": body, "attachment": None,
+            "author": {k: author[k] for k in ("id", "username", "name", "state")}, "created_at": now,
+            "updated_at": now, "system": system, "noteable_id": 10_000 + noteable_iid, "noteable_type": noteable_type,
+            "noteable_iid": noteable_iid, "resolvable": False, "confidential": False, "internal": False}
+
+
+def make_issue(project_id: int, iid: int, title: str, description: str, author: dict[str, Any], *,
+               state: str = "opened", labels: list[str] = ()) -> dict[str, Any]:
+    """An issue as the issues API answers it."""
+    now = _now()
+    return {"id": project_id * 100_000 + iid, "iid": iid, "project_id": project_id, "title": title,
+            "description": description, "state": state, "created_at": now, "updated_at": now,
+            "closed_at": now if state == "closed" else None, "closed_by": None, "labels": sorted(labels),
+            "author": {k: author[k] for k in ("id", "username", "name", "state")}, "user_notes_count": 0,
+            "web_url": f"https://gitlab.example.com/fleet/-/issues/{iid}"}
 def make_group(group_id: int, full_path: str, parent_id: int | None = None) -> dict[str, Any]:
     name = full_path.rsplit("/", 1)[-1]
     return {"id": group_id, "name": name, "path": name, "full_path": full_path, "full_name": full_path.replace("/", " / "),

@@ -81,7 +81,8 @@ class FleetMocks(pulumi.runtime.Mocks):
     secret_outputs: list[str] = field(default_factory=list)  # which of them are secrets
     held_roles: dict[str, str] = field(default_factory=dict)  # logical name -> role name the stack's state holds
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
-    variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (project, key, scope) -> inputs
+    imported: list[tuple[str, str]] = field(default_factory=list)  # (type, import id) of each resource declared with import_
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def by_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
@@ -98,6 +99,8 @@ class FleetMocks(pulumi.runtime.Mocks):
     def _new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.resources.append(args)
         inputs = dict(args.inputs)
+        if args.resource_id and args.typ != "pulumi:pulumi:StackReference":  # the `import_` option
+            return self._import(args.typ, args.name, args.resource_id, inputs)
         if args.typ == "pulumi:pulumi:StackReference":
             return inputs["name"], {"name": inputs["name"], "outputs": self.previous_outputs,
                                     "secretOutputNames": self.secret_outputs}
@@ -139,6 +142,48 @@ class FleetMocks(pulumi.runtime.Mocks):
         if args.typ == "gitlab:index/projectVariable:ProjectVariable":
             return self._variable(inputs)
         return f"{args.name}-id", inputs
+
+    def _import(self, typ: str, logical: str, import_id: str, inputs: dict[str, Any]):
+        """What the engine does since pulumi/pulumi#19339: read the resource by its import id (failing when it does
+        not exist), then update it to the declared inputs."""
+        self.imported.append((typ, import_id))
+        if typ == "aws:iam/role:Role":
+            role = self.iam.get_role(RoleName=import_id)["Role"]  # NoSuchEntity when absent, as the provider's Read
+            self._deployer_may_change(typ, import_id, role.get("Tags", []))
+            if role["RoleName"] != inputs["name"] or role["Path"] != inputs.get("path", "/"):
+                raise ServiceRefusal(f"EntityAlreadyExists: replacing imported role {import_id} creates {inputs['name']} first")
+            self.held_roles[logical] = import_id
+            name, state = self._role(logical, inputs)
+            self.iam.update_role(RoleName=name, Description=inputs.get("description", ""),
+                                 MaxSessionDuration=int(inputs.get("maxSessionDuration", 3600)))
+            self.iam.tag_role(RoleName=name, Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])
+            return name, state
+        if typ == "gitlab:index/projectVariable:ProjectVariable":
+            project, key, scope = import_id.split(":", 2)
+            if (project, key, scope) not in self.variables:
+                raise ServiceRefusal(f"404 Variable Not Found: cannot import {import_id}")
+            if (inputs["project"], inputs["key"], inputs.get("environmentScope", "*")) != (project, key, scope):
+                raise ServiceRefusal(f"the import id {import_id} names another variable than the declared one")
+            self.variables[(project, key, scope)] = inputs
+            return import_id, inputs
+        if typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            found = self.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=import_id)  # NoSuchEntity when absent
+            self._deployer_may_change(typ, import_id, found.get("Tags", []))
+            # The provider updates the audiences and tags in place; moto lacks Add/RemoveClientID, so make it anew (same ARN).
+            self.iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=import_id)
+            arn = self.iam.create_open_id_connect_provider(
+                Url=inputs["url"], ClientIDList=inputs["clientIdLists"],
+                Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])["OpenIDConnectProviderArn"]
+            if arn != import_id:
+                raise ServiceRefusal(f"the import id {import_id} names another provider than the url {inputs['url']}")
+            return import_id, {**inputs, "arn": import_id}
+        raise NotImplementedError(f"import of {typ}")
+
+    @staticmethod
+    def _deployer_may_change(typ: str, name: str, tags: list[dict[str, str]]) -> None:
+        """iam/pulumi-up-policy.json: roles and providers are changed only when tagged managed-by=<the program>."""
+        if {t["Key"]: t["Value"] for t in tags}.get("managed-by") != "gitlab-aws-oidc-fleet":
+            raise ServiceRefusal(f"AccessDenied: not authorized to change {typ} {name} (no managed-by tag of the program)")
 
     def _role(self, logical: str, inputs: dict[str, Any]):
         name = inputs["name"]
@@ -197,8 +242,9 @@ class FleetMocks(pulumi.runtime.Mocks):
         if args.token == "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider":
             try:
                 found = self.iam.get_open_id_connect_provider(OpenIDConnectProviderArn=args.args["arn"])
-            except self.iam.exceptions.NoSuchEntityException as err:  # the engine reports it as a failed invoke
-                return {}, [("arn", str(err))]
+            except self.iam.exceptions.NoSuchEntityException:  # the engine reports it as a failed invoke, in these words
+                return {}, [("arn", "reading IAM OIDC Provider: couldn't find resource")]
             return {"arn": args.args["arn"], "url": found["Url"], "clientIdLists": found["ClientIDList"],
-                    "thumbprintLists": found.get("ThumbprintList", []), "tags": {}}
+                    "thumbprintLists": found.get("ThumbprintList", []),
+                    "tags": {t["Key"]: t["Value"] for t in found.get("Tags", [])}}
         raise NotImplementedError(args.token)

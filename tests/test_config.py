@@ -221,3 +221,53 @@ def test_non_ascii_values_are_shown_as_written_and_invisible_characters_as_escap
     found = problems_of(raw_config(gitlab={"group": "acmé/ü"}, variables={"environmentScope": "prod\u200b"}))
     assert any(p.startswith('fleet:gitlab.group: "acmé/ü" is not allowed') for p in found), found
     assert any(p.startswith('fleet:variables.environmentScope: "prod\\u200b" is not allowed') for p in found), found
+
+
+def test_guard_reconcile_and_adopt_defaults():
+    config = make_config()
+    assert config.guard.max_deletes == 5
+    assert config.reconcile == "report"
+    assert (config.adopt.variables, config.adopt.roles, config.adopt.provider) == (False, False, False)
+    assert config.adopt.kinds() == ()
+
+
+def test_guard_reconcile_and_adopt_are_read():
+    config = make_config(guard={"maxDeletes": 0}, reconcile="auto", adopt={"variables": True, "provider": True})
+    assert config.guard.max_deletes == 0 and config.reconcile == "auto"
+    assert config.adopt.kinds() == ("variables", "provider") and not config.adopt.roles
+    assert make_config(guard={"maxDeletes": 10000}).guard.max_deletes == 10000
+
+
+@pytest.mark.parametrize("sections, expected", [
+    ({"guard": {"maxDeletes": -1}}, "fleet:guard.maxDeletes: -1 is not allowed; expected a whole number from 0 to 10000"),
+    ({"guard": {"maxDeletes": 10001}}, "fleet:guard.maxDeletes: 10001 is not allowed"),
+    ({"guard": {"maxDeletes": 2.5}}, "fleet:guard.maxDeletes: 2.5 is not allowed"),
+    ({"guard": {"maxDeletes": True}}, "fleet:guard.maxDeletes: true is not allowed"),
+    ({"guard": {"maxDeletes": "5"}}, 'fleet:guard.maxDeletes: "5" is not allowed'),
+    ({"guard": {"maxDeletes": "<how many>"}}, 'fleet:guard.maxDeletes: "<how many>" is the example\'s placeholder'),
+    ({"guard": {"maxDelete": 3}}, "fleet:guard.maxDelete: unknown key (set to 3); did you mean fleet:guard.maxDeletes?"),
+    ({"guard": 3}, "fleet:guard: 3 is not allowed; expected an object with keys maxDeletes"),
+    ({"maxDeletes": 3}, "fleet:maxDeletes: unknown key (set to 3); did you mean fleet:guard.maxDeletes?"),
+    ({"reconcile": "never"}, 'fleet:reconcile: "never" is not allowed; expected report or auto'),
+    ({"reconcile": "Auto"}, 'fleet:reconcile: "Auto" is not allowed; expected report or auto; did you mean auto?'),
+    ({"reconcile": "<report or auto>"}, 'fleet:reconcile: "<report or auto>" is the example\'s placeholder'),
+    ({"reconcile": True}, "fleet:reconcile: true is not allowed"),
+    ({"reconcil": "auto"}, 'fleet:reconcil: unknown key (set to "auto"); did you mean fleet:reconcile?'),
+    ({"adopt": {"roles": "yes"}}, 'fleet:adopt.roles: "yes" is not allowed; expected true or false'),
+    ({"adopt": {"role": True}}, "fleet:adopt.role: unknown key (set to true); did you mean fleet:adopt.roles?"),
+    ({"adopt": True}, "fleet:adopt: true is not allowed; expected an object with keys variables, roles, provider"),
+    ({"variables": {"adopt": True}}, "fleet:variables.adopt: unknown key (set to true); did you mean fleet:adopt?"),
+    ({"adopt": {"provider": True}, "oidc": {"providerArn": "arn:aws:iam::111111111111:oidc-provider/gitlab.example.com"}},
+     "fleet:adopt.provider: true is not allowed; fleet:oidc.providerArn already names a provider"),
+])
+def test_guard_reconcile_and_adopt_errors_name_the_key(sections, expected):
+    found = problems(**sections)
+    assert any(expected in p for p in found), found
+
+
+def test_guard_and_adopt_sections_arrive_as_pulumi_strings():
+    from fleet.stacks import fleet_values
+    raw = fleet_values({"fleet:accountId": "111111111111", "fleet:gitlab": '{"url": "https://gitlab.example.com", "group": "shop"}',
+                        "fleet:guard": '{"maxDeletes": 2}', "fleet:reconcile": "auto", "fleet:adopt": '{"roles": true}'})
+    config = parse_config(raw)
+    assert config.guard.max_deletes == 2 and config.reconcile == "auto" and config.adopt.kinds() == ("roles",)

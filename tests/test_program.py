@@ -342,7 +342,8 @@ def test_no_token_no_request(shop, tmp_path, moto_account, monkeypatch):
     assert created_nothing(created[0]) and shop.requests == []
 
 
-def test_names_already_deployed_win_over_the_rule(shop, tmp_path, moto_account):
+def test_names_already_deployed_win_over_the_rule(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "1")  # 999's role goes: allowed, as by `python -m fleet up --max-deletes 1`
     # history: 105 (shop/api-gateway) got the plain name before 104 moved in; 101 is gone, its name reserved
     previous = {"roleNames": {"105": "gitlab-shop-api-gateway", "104": "gitlab-shop-api-gateway_104",
                               "107": "gitlab-shop-web-ui_107", "999": "gitlab-shop-web-ui"}}
@@ -418,7 +419,8 @@ def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, 
     assert names["106"] == "gitlab-shop-web-ui_106"
 
 
-def test_an_old_stack_whose_project_moved_and_whose_old_path_was_reused_never_fails_halfway(tmp_path, moto_account):
+def test_an_old_stack_whose_project_moved_and_whose_old_path_was_reused_never_fails_halfway(tmp_path, moto_account, monkeypatch):
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "1")  # 5's role is renamed (replaced): allowed for this run
     """Project 5 moved from shop/a to shop/b and 9 took shop/a; the old `roles` output says shop/a -> gitlab-shop-a.
     The role's tag says it is 5's: 9 does not get it (IAM would refuse a second role of that name mid-`up`)."""
     from tests.gitlab_double import GitLabDouble, make_group, make_project
@@ -520,3 +522,44 @@ def test_pulumi_up_refuses_a_bad_policy_selection_before_gitlab_is_asked(shop, t
     with pytest.raises(pulumi.RunError, match=r'"s3-artefacts" is not in the policy library \(did you mean s3-artifacts\?\)'):
         run(tmp_path, config, created=created)
     assert shop.requests == [] and created_nothing(created[0])
+
+
+def _guarded(tmp_path, shop, previous, *, preview=False):
+    """Run the program for `shop` on a stack whose outputs hold `previous`; under a preview the guard only reports."""
+    import fleet.program as program_module
+    if preview:
+        original = program_module.pulumi.runtime.is_dry_run
+        program_module.pulumi.runtime.is_dry_run = lambda: True  # type: ignore[assignment]
+        try:
+            return run(tmp_path, stack_config(shop), previous_outputs=previous)
+        finally:
+            program_module.pulumi.runtime.is_dry_run = original  # type: ignore[assignment]
+    return run(tmp_path, stack_config(shop), previous_outputs=previous)
+
+
+# Twelve roles held by projects the listing no longer has, next to the group's own: more than fleet:guard allows.
+GONE = {str(900 + i): f"gitlab-shop-gone-{i}" for i in range(12)}
+
+
+def test_up_by_hand_refuses_to_delete_more_roles_than_the_guard_allows(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.delenv("FLEET_GUARD_MAX_DELETES", raising=False)
+    with pytest.raises(pulumi.RunError) as err:
+        _guarded(tmp_path, shop, {"roleNames": GONE})
+    message = str(err.value)
+    assert "would delete or replace 12 roles" in message and "fleet:guard.maxDeletes 5" in message
+    assert "delete gitlab-shop-gone-0 (900)" in message and "Nothing was changed" in message
+
+
+def test_the_command_lines_allowance_lets_up_delete_them(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "12")
+    _, outputs = _guarded(tmp_path, shop, {"roleNames": GONE})
+    assert not set(GONE) & set(outputs["roleNames"])
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "11")
+    with pytest.raises(pulumi.RunError, match="12 roles, more than allowed [(]--max-deletes 11[)]"):
+        _guarded(tmp_path, shop, {"roleNames": GONE})
+
+
+def test_a_preview_is_never_refused_by_the_guard(shop, tmp_path, moto_account, monkeypatch):
+    monkeypatch.delenv("FLEET_GUARD_MAX_DELETES", raising=False)
+    _, outputs = _guarded(tmp_path, shop, {"roleNames": GONE}, preview=True)
+    assert outputs["counts"]["roles"] == 29

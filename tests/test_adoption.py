@@ -22,6 +22,7 @@ from fleet.planner import build_plan
 from tests.gitlab_double import Fault, make_variable
 from tests.helpers import make_config
 from tests.pulumi_mocks import FleetMocks
+from tests.test_program import stack_config
 
 ACCOUNT = "111111111111"
 ROLE = "aws:iam/role:Role"
@@ -203,19 +204,6 @@ def test_plan_from_a_saved_listing_says_nothing_was_checked(tmp_path):
 
 
 # --- the program under Pulumi's mocks --------------------------------------------------------------------
-
-def stack_config(double, **sections: Any) -> dict[str, Any]:
-    config = {
-        "aws:region": "eu-west-1",
-        "fleet:accountId": ACCOUNT,
-        "fleet:gitlab": {"url": "https://gitlab.example.com", "apiUrl": double.url, "group": "shop",
-                         "exclude": ["shop/sandbox/**"]},
-        "fleet:trust": {"refs": ["branch:{default_branch}", "tag:v*"]},
-        "fleet:variables": {"environmentScope": "production", "protected": True},
-    }
-    config.update({f"fleet:{key}": value for key, value in sections.items()})
-    return config
-
 
 def run(tmp_path: Path, config: dict[str, Any], iam: Any, created: list[FleetMocks],
         variables: dict[tuple[str, str, str], dict[str, Any]]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def role_collision(project: ProjectPlan, arn: str, tags: Mapping[str, str], stac
     return Collision("roles", text, name, project.id, untagged=tags.get("managed-by") != MANAGED_BY)
 
 
-def provider_collision(plan: Plan, tags: Mapping[str, str]) -> Collision | str | None:
+def provider_collision(plan: Plan, tags: Mapping[str, str], client_ids: Sequence[str] = ()) -> Collision | str | None:
     """The account's OIDC provider for the issuer, when the stack would create one: None when this stack's own,
     a Collision when adoptable, else why it is refused."""
     owner = tags.get("fleet-stack")
@@ -139,6 +139,11 @@ def provider_collision(plan: Plan, tags: Mapping[str, str]) -> Collision | str |
         return None
     if owner is not None:
         return (f"the OIDC provider {plan.provider_arn} for {plan.issuer} was made by stack {owner}: set "
+                f"fleet:oidc.providerArn: {plan.provider_arn} to use it without managing it")
+    others = sorted(set(client_ids) - {plan.audience})
+    if others:  # the stack declares one audience: adopting would remove these, and the roles that rely on them
+        return (f"the OIDC provider {plan.provider_arn} for {plan.issuer} also lists the audiences "
+                f"{', '.join(others)}, which roles outside the fleet may rely on; adopting it would remove them: set "
                 f"fleet:oidc.providerArn: {plan.provider_arn} to use it without managing it")
     return Collision("provider", f"{plan.issuer}: OIDC provider {plan.provider_arn} (not made by this program)",
                      plan.provider_arn, untagged=tags.get("managed-by") != MANAGED_BY)

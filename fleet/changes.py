@@ -86,6 +86,7 @@ class ResourceChange:
     replace_keys: tuple[str, ...] = ()
     refresh: bool = False
     failed: bool = False
+    imported: bool = False  # the run imports it (fleet:adopt): the stack does not hold it yet
 
     @property
     def changed(self) -> bool:
@@ -112,10 +113,12 @@ class ResourceChange:
     @property
     def guard_op(self) -> str:
         """The op as the blast-radius guard counts it: create, update, same, delete or replace."""
-        if self.op in ("create", "update", "delete", "replace"):
+        if self.op in ("delete", "replace"):
             return self.op
-        if self.op in ("import", "import-replacement"):
-            return "create" if self.old is None else "update"
+        if self.imported or self.op == "create":  # an adopted role is new to the stack, even when an update follows
+            return "create"
+        if self.op == "update":
+            return self.op
         return "same"
 
 
@@ -314,7 +317,8 @@ def _change(urn: str, acc: _Acc) -> ResourceChange:
                                    refresh=True)
     op = "replace" if any(o in _REPLACE_OPS for o in acc.ops) else (acc.ops[-1] if acc.ops else "same")
     return dataclasses.replace(base, op=op, old=acc.old, new=_with_outputs(acc.new, acc.outputs_new),
-                               diffs=tuple(acc.diffs), replace_keys=tuple(acc.replace_keys))
+                               diffs=tuple(acc.diffs), replace_keys=tuple(acc.replace_keys),
+                               imported=any(o in ("import", "import-replacement") for o in acc.ops))
 
 
 def collect(events: Iterable[EngineEvent]) -> Changes:
@@ -475,7 +479,7 @@ def trust_conditions(value: Any) -> TrustConditions | None:
     return TrustConditions(frozenset(subs), frozenset(auds))
 
 
-_SUB = re.compile(r"project_path:(?P<path>[^:]*):ref_type:(?P<type>[^:]+):ref:(?P<ref>.*)", re.DOTALL)
+_SUB = re.compile(r"project_path:(?P<path>[^:]*):ref_type:(?P<type>branch|tag):ref:(?P<ref>.*)", re.DOTALL)
 
 
 def describe_sub(sub: str) -> tuple[str | None, str]:

@@ -7,6 +7,7 @@ Item texts are GitLab Markdown with every value escaped (see fleet/report.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from .report import (
     plural,
     trust_change_lines,
     value_words,
+    variable_value,
 )
 
 Category = Literal["iam", "gitlab", "membership"]
@@ -110,6 +112,11 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
         changed = trust_change_lines(old_trust, new_trust, project_path=path,
                                      old_known=old_trust is not None, new_known=new_trust is not None)
         lines += [f"trust policy edited: {line}" for line in changed] or ["trust policy edited"]
+    elif _canonical(old.get("assumeRolePolicy")) != _canonical(new.get("assumeRolePolicy")):
+        # Same subjects and audiences, yet another document: a statement, principal, action or condition was added or
+        # changed (e.g. another account or provider allowed). Never read as clean.
+        lines.append("trust policy edited outside Pulumi beyond its GitLab subjects and audience (another statement, "
+                     "principal, action or condition): the next `up` puts the stack's back")
     for key, words in _ROLE_SETTINGS.items():
         if old.get(key) != new.get(key):
             lines.append(f"{words} changed from {value_words(old.get(key))} to {value_words(new.get(key))}")
@@ -129,6 +136,21 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
         lines += _added_removed("attached policy", _names(old.get("managedPolicyArns")),
                                 _names(new.get("managedPolicyArns")))
     return lines
+
+
+def _canonical(document: Any) -> Any:
+    """A policy document compared as IAM reads it: parsed JSON, keys in any order, a single value as a list of one."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return document
+    if isinstance(document, Mapping):
+        return {k: _canonical(v) for k, v in document.items()}
+    if isinstance(document, list):
+        items = [_canonical(v) for v in document]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True)) if len(items) != 1 else items[0]
+    return document
 
 
 def _added_removed(what: str, before: set[str], after: set[str]) -> list[str]:
@@ -188,7 +210,9 @@ def _variable_lines(c: ResourceChange) -> list[str]:
         if old.get(k) == new.get(k):
             continue
         if k == "value":
-            parts.append(f"value {value_words(old.get(k))} → {value_words(new.get(k))}" if key in SHOWN_VARIABLES
+            masked = old.get("masked") or new.get("masked")
+            parts.append(f"value {variable_value(key, old.get(k), masked=masked)} → "
+                         f"{variable_value(key, new.get(k), masked=masked)}" if key in SHOWN_VARIABLES
                          else "value changed (not shown)")
         else:
             parts.append(f"{code(k)} {value_words(old.get(k))} → {value_words(new.get(k))}")
@@ -257,11 +281,24 @@ def classify(refresh_changes: Changes | Sequence[ResourceChange], preview_change
     for c in previewed:
         if c.project_id is not None and c.kind in ("project", "role") and c.changed:
             by_project.setdefault(c.project_id, []).append(c)
-    membership = {}
+    membership: dict[int | str, list[str]] = {}
     for pid, rs in by_project.items():
         lines = _membership_lines(rs, paths.get(pid, (None, None)), skipped.get(pid))
         if lines:
             membership[pid] = lines
+    # Whatever else the preview would change: a project changed in GitLab (e.g. its default branch, so its trust),
+    # or a program or library not applied yet. Pulumi proposed it, so it is drift too, never "clean".
+    for c in previewed:
+        if not c.changed or c.refresh or c.kind in ("provider", "stack", "stack-reference"):
+            continue
+        key = c.project_id if c.project_id is not None else c.urn
+        if c.project_id is not None and c.project_id in by_project and c.project_id in membership:
+            continue
+        if c.project_id is None:
+            subjects[key] = _stack_subject(c)
+        what = f"{c.kind} {code(c.entry or c.name)}" + (f" ({', '.join(code(d) for d in c.diffs)})" if c.diffs else "")
+        membership.setdefault(key, []).append(f"the next `up` would {keyword(c.op)} its {what}: changed in GitLab, or "
+                                              "a change of the program not applied yet")
 
     def items(category: Category, found: Mapping[Any, list[str]]) -> tuple[DriftItem, ...]:
         out = [DriftItem(category, key if isinstance(key, int) and key >= 0 else None,

@@ -22,8 +22,8 @@ from .errors import FleetError
 
 PULUMI_VERSION = "3.272.0"  # the CLI the README, the pipeline and the SDK in requirements.txt agree on
 INSTALL_HINT = f"curl -fsSL https://get.pulumi.com | sh -s -- --version {PULUMI_VERSION}"
-# The CLI's words when --expect-no-changes finds changes ("... were proposed" in preview, "... occurred" elsewhere).
-NO_CHANGES_EXPECTED = "no changes were expected"
+# The CLI's one error line when --expect-no-changes finds changes ("... were proposed" in preview).
+NO_CHANGES_EXPECTED = re.compile(r"error: no changes were expected (for \w+ )?but changes (were proposed|occurred)")
 
 Log = Callable[[str], None]
 
@@ -41,6 +41,7 @@ class Run:
     """What one engine operation reported: its events in order, and whether --expect-no-changes tripped."""
 
     events: list[EngineEvent] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
     changes_unexpected: bool = False
 
     def __post_init__(self) -> None:
@@ -49,6 +50,18 @@ class Run:
     def add(self, event: EngineEvent) -> None:  # the SDK calls this from its event-stream thread
         with self._lock:
             self.events.append(event)
+
+    def error_line(self, line: str) -> None:
+        self.stderr.append(line)
+
+    def only_changes_proposed(self) -> bool:
+        """The run failed only because --expect-no-changes found changes: the CLI's one error line is that, the
+        preview completed (its summary arrived) and nothing failed on the way."""
+        errors = [line.strip() for line in self.stderr if line.strip().startswith("error:")]
+        failed = any((e.diagnostic_event is not None and e.diagnostic_event.severity == "error")
+                     or e.res_op_failed_event is not None for e in self.events)
+        summary = any(e.summary_event is not None for e in self.events)
+        return bool(errors) and all(NO_CHANGES_EXPECTED.fullmatch(line) for line in errors) and summary and not failed
 
 
 def pulumi_command(*, which: Callable[[str], str | None] = shutil.which) -> auto.PulumiCommand:
@@ -123,9 +136,9 @@ class Engine:
         run = Run()
         try:
             self._stack.preview(diff=True, refresh=True, color="never", on_event=run.add, on_output=self._output,
-                                expect_no_changes=expect_no_changes or None)
+                                on_error=run.error_line, expect_no_changes=expect_no_changes or None)
         except auto_errors.CommandError as err:
-            if expect_no_changes and NO_CHANGES_EXPECTED in str(err) and run.events:
+            if expect_no_changes and run.only_changes_proposed():
                 run.changes_unexpected = True
                 return run
             raise _explain(err, self.stack_name, "previewing") from err

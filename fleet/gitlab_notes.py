@@ -166,7 +166,10 @@ def note_target(env: Mapping[str, str]) -> NoteTarget:
     """The merge request and token for `--mr-note`, from the job's environment; every problem is named at once."""
     problems: list[str] = []
     api_url = _api_url(env, problems)
-    project_id = _number(env, "CI_PROJECT_ID", _PROJECT_HELP, problems)
+    # The merge request's own project: for a pipeline run in the parent project of a fork's merge request,
+    # CI_PROJECT_ID is where the pipeline runs and CI_MERGE_REQUEST_PROJECT_ID where the merge request is.
+    project_id = _number(env, "CI_MERGE_REQUEST_PROJECT_ID" if env.get("CI_MERGE_REQUEST_PROJECT_ID") else "CI_PROJECT_ID",
+                         _PROJECT_HELP, problems)
     mr_iid = _number(env, "CI_MERGE_REQUEST_IID", "--mr-note works only in a merge request pipeline "
                      "(a job with `rules: - if: $CI_PIPELINE_SOURCE == \"merge_request_event\"`).", problems)
     token = _token(env, problems)

@@ -36,9 +36,21 @@ def allowed(max_deletes: int, roles: int, *, explicit: bool) -> int:
     return max_deletes if explicit else min(max_deletes, roles * SHARE // 100)
 
 
-def check(steps: Iterable[RoleStep], *, stack: str, max_deletes: int, explicit: bool) -> None:
-    """Refuse (GuardError, listing the roles) when the steps delete or replace more roles than allowed."""
+def check(steps: Iterable[RoleStep], *, stack: str, max_deletes: int, explicit: bool, provider_op: str | None = None) -> None:
+    """Refuse (GuardError, listing the roles) when the steps delete or replace more roles than allowed.
+
+    `provider_op` "delete" or "replace": the run deletes or replaces the OIDC provider every role trusts, which
+    locks out every role the stack holds (and any role elsewhere that trusts it): it counts as replacing them all.
+    """
     steps = list(steps)
+    if provider_op in ("delete", "replace"):
+        steps = [s if s.op in ("create", "delete", "replace") else RoleStep(s.role, s.project, "replace") for s in steps]
+        if not explicit or max_deletes < sum(1 for s in steps if s.op != "create"):
+            raise GuardError(f"stack {stack}: this run would {provider_op} the account's GitLab OIDC provider, which every "
+                             f"role of the stack trusts ({sum(1 for s in steps if s.op != 'create')} roles, and any "
+                             "other role that trusts it): their pipelines lose AWS access. Nothing was changed. Check "
+                             "fleet:gitlab.url and fleet:oidc; if it is intended, run again with --max-deletes set to "
+                             "at least the number of roles.")
     before = [s for s in steps if s.op != "create"]
     doomed = sorted((s for s in steps if s.op in ("delete", "replace")), key=lambda s: (s.project, s.role))
     after = [s for s in steps if s.op != "delete"]
@@ -67,11 +79,15 @@ def program_limit(env: Mapping[str, str] = os.environ) -> int | None:
 
 
 def check_names(deployed: Mapping[int, str], planned: Mapping[int, str], *, stack: str, max_deletes: int,
-                explicit: bool) -> None:
+                explicit: bool, reserved: Iterable[str] = (), all_replaced: bool = False) -> None:
     """The program's own check in `up`, from the names it holds and plans: it cannot be outrun by a listing that
-    changed since the preview the command line guarded."""
+    changed since the preview the command line guarded. `reserved`: names of roles the stack holds for projects
+    the listing no longer shows (they go); `all_replaced`: a stack-wide setting (the role path) replaces every role."""
     steps = [RoleStep(name, str(pid), "delete" if pid not in planned else
-                      "replace" if planned[pid].casefold() != name.casefold() else "same")
+                      "replace" if all_replaced or planned[pid].casefold() != name.casefold() else "same")
              for pid, name in deployed.items()]
+    planned_names = {name.casefold() for name in planned.values()}
+    steps += [RoleStep(name, "a project the listing no longer shows", "delete")
+              for name in sorted(reserved) if name.casefold() not in planned_names]
     steps += [RoleStep(name, str(pid), "create") for pid, name in planned.items() if pid not in deployed]
     check(steps, stack=stack, max_deletes=max_deletes, explicit=explicit)

@@ -6,9 +6,10 @@ gitlab_notes publishes. What each command checks cheaply (flags, environment, co
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -28,6 +29,12 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _ask(question: str) -> str:
+    """A question on the terminal (stderr, so that stdout stays the report); the end of input answers no."""
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline()
+
+
 @dataclass
 class Context:
     """Where a command runs: the project, the environment it reads (CI variables), and how it talks to people."""
@@ -36,7 +43,7 @@ class Context:
     env: Mapping[str, str]
     out: TextIO
     interactive: bool  # a person at a terminal who can answer a question
-    ask: Callable[[str], str] = input
+    ask: Callable[[str], str] = field(default=lambda question: _ask(question))
     engine: EngineFactory | None = None  # tests: an Engine on a stand-in CLI
 
     def open(self, stack: str, env: Mapping[str, str] | None = None) -> Engine:
@@ -56,10 +63,19 @@ def role_steps(changes: Sequence[ResourceChange]) -> list[guard.RoleStep]:
             for c in changes if c.kind == "role"]
 
 
+def _stamp(env: Mapping[str, str]) -> str:
+    """Which commit and pipeline a note describes, so that a reviewer sees whether it is the latest."""
+    sha, pipeline = env.get("CI_COMMIT_SHA", ""), env.get("CI_PIPELINE_ID", "")
+    if not re.fullmatch(r"[0-9a-f]{7,64}", sha):
+        return ""
+    return f"_Preview of commit `{sha[:12]}`" + (f", pipeline #{pipeline}" if pipeline.isascii() and pipeline.isdigit() else "") + "._\n\n"
+
+
 def preview(ctx: Context, stack: str, *, mr_note: bool) -> int:
     target = note_target(ctx.env) if mr_note else None  # a missing variable or token fails before the long preview
     run = ctx.open(stack).preview()
-    report = render_preview(collect(run.events), stack=stack, limit=_limit("preview", stack))
+    stamp = _stamp(ctx.env)
+    report = stamp + render_preview(collect(run.events), stack=stack, limit=_limit("preview", stack) - len(stamp))
     ctx.out.write(report if report.endswith("\n") else report + "\n")
     if target is not None:
         result = upsert_note(target, stack, report)
@@ -74,12 +90,16 @@ def drift(ctx: Context, stack: str, *, issue: bool) -> int:
     refreshed = engine.refresh_preview()
     previewed = engine.preview(expect_no_changes=True)
     found = classify(collect(refreshed.events), collect(previewed.events))
+    clean = found.clean and not previewed.changes_unexpected
     body = render_drift(found, stack=stack, limit=_limit("drift", stack))
+    if found.clean and not clean:  # Pulumi proposed changes none of the events explained: still drift
+        body = (f"### Drift in stack `{stack}`\n\nPulumi's preview proposes changes that its events did not describe; "
+                "run `python -m fleet preview` to see them.\n")
     ctx.out.write(body if body.endswith("\n") else body + "\n")
     if target is not None:
-        result = sync_issue(target, stack, None if found.clean else body)
+        result = sync_issue(target, stack, None if clean else body)
         _stderr(f"drift issue for stack {stack}: {result}")
-    return 0 if found.clean else 2
+    return 0 if clean else 2
 
 
 def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None, yes: bool) -> int:
@@ -91,11 +111,12 @@ def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None
     engine = ctx.open(stack, {})
     planned = collect(engine.preview().events)
     steps = role_steps(planned)
-    guard.check(steps, stack=stack, max_deletes=limit, explicit=explicit)
+    provider = next((c.guard_op for c in planned if c.kind == "oidc-provider" and c.guard_op in ("delete", "replace")), None)
+    guard.check(steps, stack=stack, max_deletes=limit, explicit=explicit, provider_op=provider)
     ctx.out.write(render_preview(planned, stack=stack, limit=_limit("preview", stack)) + "\n")
     if not yes:
         answer = ctx.ask(f"Apply these changes to stack {stack}? Type yes to continue: ")
-        if answer.strip().lower() not in ("y", "yes"):
+        if answer.strip().lower() not in ("y", "yes"):  # an empty answer, or the end of input, is a no
             _stderr("up: not confirmed; nothing was changed.")
             return 1
     before = sum(1 for s in steps if s.op != "create")

@@ -27,7 +27,7 @@ from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
 from .gitlab_api import GitLabAPI, RetryPolicy
-from .plan import Plan
+from .plan import MANAGED_BY, Plan
 from .planner import build_plan
 from .policies import stack_library
 from .resources import declare
@@ -73,11 +73,21 @@ def check_adopted_provider(config: FleetConfig) -> None:
         provider = aws.iam.get_open_id_connect_provider(arn=arn)
     except Exception as err:  # the SDK raises a plain Exception for a failed invoke
         raise FleetError(f"fleet:oidc.providerArn {arn} cannot be read in account {config.account_id}: {err}") from err
+    if (provider.tags or {}).get("managed-by") == MANAGED_BY and (provider.tags or {}).get("fleet-stack") == pulumi.get_stack():
+        raise FleetError(f"fleet:oidc.providerArn {arn} is the provider this stack created: naming it there would make "
+                         "the next up delete it, and every role trusting it would stop working. Remove "
+                         "fleet:oidc.providerArn from the stack file.")
     if config.oidc.audience not in provider.client_id_lists:
         raise FleetError(
             f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {spell(config.oidc.audience)} "
             f"among its client IDs {list(provider.client_id_lists)}: add it to the provider, or set fleet:oidc.audience "
             "to one it lists.")
+
+
+def role_path_of(arn: str) -> str:
+    """The path of a role from its ARN (`arn:aws:iam::1:role/ci/gitlab-x` -> `/ci/`)."""
+    resource = arn.split(":", 5)[-1].removeprefix("role")
+    return resource.rsplit("/", 1)[0] + "/"
 
 
 def previous_outputs() -> tuple[dict[str, Any], str]:
@@ -136,15 +146,15 @@ def existing_role(name: str) -> tuple[str, dict[str, str]] | None:
     return role.arn, dict(role.tags or {})
 
 
-def provider_tags(config: FleetConfig, arn: str) -> dict[str, str] | None:
-    """The tags of the account's OIDC provider `arn`, None when there is none."""
+def provider_tags(config: FleetConfig, arn: str) -> tuple[dict[str, str], list[str]] | None:
+    """The tags and client IDs (audiences) of the account's OIDC provider `arn`, None when there is none."""
     try:
         provider = aws.iam.get_open_id_connect_provider(arn=arn)
     except Exception as err:  # the SDK raises a plain Exception for a failed invoke
         if "couldn't find resource" in str(err):  # pulumi-aws's (terraform-provider-aws's) words for "none"
             return None
         raise FleetError(f"cannot tell whether account {config.account_id} holds the OIDC provider {arn}: {err}") from err
-    return dict(provider.tags or {})
+    return dict(provider.tags or {}), list(provider.client_id_lists or [])
 
 
 def check_collisions(config: FleetConfig, plan: Plan, deployed: Deployed, token: str) -> Adoption:
@@ -176,8 +186,8 @@ def check_collisions(config: FleetConfig, plan: Plan, deployed: Deployed, token:
         elif verdict is not None:
             (taken if role[1].get("fleet-stack") else refused).append(verdict)
     if plan.create_provider:
-        tags = provider_tags(config, plan.provider_arn)
-        verdict_ = adopting.provider_collision(plan, tags) if tags is not None else None
+        found_provider = provider_tags(config, plan.provider_arn)
+        verdict_ = adopting.provider_collision(plan, *found_provider) if found_provider is not None else None
         if isinstance(verdict_, adopting.Collision):
             found.append(verdict_)
         elif verdict_ is not None:
@@ -192,8 +202,15 @@ def check_collisions(config: FleetConfig, plan: Plan, deployed: Deployed, token:
 
 
 def gitlab_provider(config: FleetConfig, token: str) -> gitlab.Provider:
-    """An explicit GitLab provider at the listed API, with the token that listed it."""
-    return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/", token=pulumi.Output.secret(token))
+    """An explicit GitLab provider at the listed API, with the token that listed it.
+
+    A provider's inputs are kept in the stack's state, which every holder of the passphrase can read (in the
+    pipeline: merge-request jobs too). A token from GITLAB_TOKEN stays out of it: the provider reads that
+    variable itself. Only a token that is already in the stack file (the secret gitlab:token) is passed.
+    """
+    from_environment = os.environ.get("GITLAB_TOKEN") == token
+    return gitlab.Provider("gitlab", base_url=f"{config.gitlab.api_url}/api/v4/",
+                           token=None if from_environment else pulumi.Output.secret(token))
 
 
 def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DEFAULT_STACKS_DIR) -> tuple[Plan, Adoption]:
@@ -208,8 +225,10 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     adoption = check_collisions(config, plan, deployed, token)
     if not pulumi.runtime.is_dry_run():  # `up`: the guard, from the names held and planned (a preview shows them all)
         given = guard.program_limit()  # `python -m fleet up` passes what it allowed; by hand, fleet:guard applies
+        held_paths = {role_path_of(arn) for arn in (outputs.get(ROLES_OUTPUT) or {}).values() if isinstance(arn, str)}
         guard.check_names(deployed.names, {p.id: p.role_name for p in plan.projects}, stack=stack,
-                          max_deletes=config.guard.max_deletes if given is None else given, explicit=given is not None)
+                          max_deletes=config.guard.max_deletes if given is None else given, explicit=given is not None,
+                          reserved=deployed.reserved, all_replaced=bool(held_paths - {plan.role_path}))
     return plan, adoption
 
 

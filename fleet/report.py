@@ -122,7 +122,8 @@ def trust_change_lines(old: TrustConditions | None, new: TrustConditions | None,
     new_refs = {describe_sub(s) for s in new.subs}
     old_paths = {p for p, _ in old_refs}
     new_paths = {p for p, _ in new_refs}
-    if old_paths != new_paths and {r for _, r in old_refs} == {r for _, r in new_refs}:
+    # "Follows the project" only for one path that became another; a second project added is listed as such below.
+    if len(old_paths) == len(new_paths) == 1 and old_paths != new_paths and {r for _, r in old_refs} == {r for _, r in new_refs}:
         lines.append(f"trust follows the project to {_joined(new_paths)} (was {_joined(old_paths)}), same refs")
         return lines
     added = sorted(new_refs - old_refs, key=_sub_key)
@@ -151,7 +152,7 @@ def _sub_words(s: tuple[str | None, str], project_path: str | None) -> str:
     if path is None:
         return f"sub {code(ref)}"
     kind, _, name = ref.partition(" ")
-    words = f"{kind} {code(name)}"
+    words = f"{keyword(kind)} {code(name)}"
     return words if path == project_path else f"{words} of {code(path)}"
 
 
@@ -250,13 +251,29 @@ def exclusive_lines(c: ResourceChange, removed_by_program: set[str]) -> list[str
     return [f"{what} added outside Pulumi are removed: {', '.join(code(v) for v in extra)}"]
 
 
+# The shapes the two variables' values have when the program sets them; anything else someone typed is not shown.
+_SHOWN_SHAPES = {ROLE_VARIABLE: re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9_+=,.@/-]{1,576}"),
+                 ACCOUNT_VARIABLE: re.compile(r"[0-9]{12}")}
+
+
+def variable_value(key: str, value: Any, *, masked: Any = False) -> str:
+    """A variable's value as the note may show it: only ROLE_ARN and GITLAB_AWS_ACCOUNT_ID, unmasked, in the shape the
+    program gives them (a hand-edited value could be anything, even a secret); else "(not shown)"."""
+    if value in (UNKNOWN, SECRET):
+        return value_words(value)
+    shape = _SHOWN_SHAPES.get(key)
+    if shape is not None and masked is not True and isinstance(value, str) and shape.fullmatch(value):
+        return value_words(value)
+    return "(not shown)"
+
+
 def variable_lines(c: ResourceChange) -> list[str]:
     key = c.entry or c.name
     shown = key in SHOWN_VARIABLES
     old_value, new_value = _prop(c.old, "value"), _prop(c.new, "value")
 
     def value(v: Any) -> str:
-        return value_words(v) if shown or v == UNKNOWN else "(not shown)"
+        return variable_value(key, v, masked=_prop(c.new, "masked") or _prop(c.old, "masked"))
 
     if c.op == "create":
         return [f"variable {code(key)} created" + (f" = {value(new_value)}" if shown else "")]

@@ -107,6 +107,12 @@ class FleetMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:iam/role:Role":
             return self._role(args.name, inputs)
         if args.typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
+            for known in self.iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+                tags = {t["Key"]: t["Value"] for t in self.iam.list_open_id_connect_provider_tags(
+                    OpenIDConnectProviderArn=known["Arn"])["Tags"]}
+                if known["Arn"].endswith("/" + inputs["url"].removeprefix("https://")) and \
+                        tags.get("fleet-stack") == inputs.get("tags", {}).get("fleet-stack"):
+                    return known["Arn"], {**inputs, "arn": known["Arn"]}  # the stack's own, from its last `up`
             arn = self.iam.create_open_id_connect_provider(
                 Url=inputs["url"], ClientIDList=inputs["clientIdLists"],
                 Tags=[{"Key": k, "Value": v} for k, v in inputs.get("tags", {}).items()])["OpenIDConnectProviderArn"]

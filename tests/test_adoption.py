@@ -151,6 +151,16 @@ def test_another_stacks_provider_is_pointed_at_not_adopted():
                        f"fleet:oidc.providerArn: {PROVIDER_ARN} to use it without managing it")
 
 
+def test_a_provider_with_other_audiences_is_never_adopted():
+    """Adopting declares the stack's one audience: the others, and the roles outside the fleet that use them, would go."""
+    plan = small_plan()
+    assert isinstance(adoption.provider_collision(plan, {}, ["https://gitlab.example.com"]), Collision)
+    verdict = adoption.provider_collision(plan, {}, ["https://gitlab.example.com", "sts.amazonaws.com"])
+    assert verdict == (f"the OIDC provider {PROVIDER_ARN} for https://gitlab.example.com also lists the audiences "
+                       "sts.amazonaws.com, which roles outside the fleet may rely on; adopting it would remove them: set "
+                       f"fleet:oidc.providerArn: {PROVIDER_ARN} to use it without managing it")
+
+
 # --- GitLab: the variable request, and `plan` ------------------------------------------------------------
 
 def api_of(double) -> GitLabAPI:
@@ -234,7 +244,7 @@ def hand_made(shop, monkeypatch, token):
     shop.variables[101] = [by_hand, elsewhere]
     with mock_aws():
         iam = boto3.client("iam", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
-        iam.create_open_id_connect_provider(Url="https://gitlab.example.com", ClientIDList=["sts.amazonaws.com"])
+        iam.create_open_id_connect_provider(Url="https://gitlab.example.com", ClientIDList=["https://gitlab.example.com"])
         iam.create_role(RoleName="gitlab-shop-cart", AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": PROVIDER_ARN},
                                                     "Action": "sts:AssumeRoleWithWebIdentity"}]}))

@@ -190,3 +190,15 @@ def test_trust_conditions_read_both_operators_and_gitlab_subs():
     assert trust_conditions(SECRET) is None and trust_conditions(UNKNOWN) is None and trust_conditions("{") is None
     assert describe_sub("project_path:a/b:ref_type:branch:ref:x${$}{y}") == ("a/b", "branch x${y}")
     assert describe_sub("project_id:42:ref_type:branch:ref:main") == (None, "project_id:42:ref_type:branch:ref:main")
+
+
+def test_an_adopted_role_is_new_to_the_stack_for_the_guard():
+    """Pulumi imports, then updates, an adopted role: the guard must not count it among the roles the stack holds."""
+    role = ev.project_states(ev.CART)["project-1-role"]
+    changed = dict(role, inputs=dict(role["inputs"], description="now the stack's"))
+    events = ev.numbered([ev.pre(ev.step("import", None, role)), ev.outputs(ev.step("import", None, role)),
+                          ev.pre(ev.step("update", role, changed, diffs=["description"])),
+                          ev.outputs(ev.step("update", role, changed, diffs=["description"])),
+                          ev.summary({"update": 1})])
+    [change] = [c for c in collect(ev.parse(events)) if c.kind == "role"]
+    assert change.imported and change.guard_op == "create"

@@ -32,7 +32,7 @@ def test_clean_when_nothing_drifted():
 def test_counts_by_kind():
     drift = found()
     assert not drift.clean
-    assert drift.counts == {"iam": 3, "gitlab": 2, "membership": 3}
+    assert drift.counts == {"iam": 3, "gitlab": 2, "membership": 5}  # + a trust update and a managed policy change
 
 
 def test_iam_edited_outside_pulumi_names_the_project_and_the_change():
@@ -97,7 +97,7 @@ def test_render_lists_each_kind_under_its_heading():
     text = render_drift(found(), stack="dev")
     assert text.startswith("### Drift in stack <code>dev</code>\n")
     assert ("**IAM edited outside Pulumi**: 3 items · **GitLab variables edited outside Pulumi**: 2 items · "
-            "**Fleet membership changed**: 3 items") in text
+            "**Fleet membership changed**: 5 items") in text
     headings = re.findall(r"^#### (.*)$", text, re.MULTILINE)
     assert headings == ["IAM edited outside Pulumi", "GitLab variables edited outside Pulumi", "Fleet membership changed"]
     assert f"- {code('shop/payments')} (project 3): role {code('gitlab-shop-payments')} was deleted" in text
@@ -128,3 +128,46 @@ def test_paths_in_drift_are_escaped():
     outside = re.sub(r"<code>.*?</code>", "", text)
     assert "<i>" not in text and "@all" not in outside and "`y`" not in text
     assert "(project 9)" in text
+
+
+def test_a_change_the_preview_proposes_is_never_reported_clean():
+    """A clean refresh, but the program would change a role's trust (e.g. the project's default branch was renamed in
+    GitLab): Pulumi proposes a change, so drift is found and says what the next up would do."""
+    only_trust = ev.Scenario(created=(), renamed=(), gone=(), managed_policy_changes=False)
+    drift = classify(collect(ev.parse(ev.clean_refresh_events())), collect(ev.parse(ev.preview_events(only_trust))))
+    assert not drift.clean
+    payments = item(drift.membership, "shop/payments")
+    assert any("would update its role" in line and code("assumeRolePolicy") in line for line in payments.lines)
+
+
+def test_a_trust_policy_widened_in_iam_is_drift_even_with_the_same_subjects():
+    """Another statement letting a foreign account assume the role keeps the GitLab sub/aud conditions as they were."""
+    import copy
+    import json as json_
+    refresh = ev.parse(ev.clean_refresh_events())
+    role = next(e for e in refresh if e.res_outputs_event and e.res_outputs_event.metadata.urn.endswith("project-1-role"))
+    md = role.res_outputs_event.metadata
+    document = json_.loads(md.old.outputs["assumeRolePolicy"])
+    widened = copy.deepcopy(document)
+    widened["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                                 "Action": "sts:AssumeRole"})
+    md.new = copy.deepcopy(md.old)
+    md.new.outputs = dict(md.old.outputs, assumeRolePolicy=json_.dumps(widened))
+    md.op = type(md.op)("update")
+    drift = classify(collect(refresh), [])
+    cart = item(drift.iam, "shop/cart")
+    assert any("trust policy edited outside Pulumi beyond its GitLab subjects" in line for line in cart.lines)
+    # the same document with its keys in another order is no drift
+    md.new.outputs = dict(md.old.outputs, assumeRolePolicy=json_.dumps(document, sort_keys=True, indent=2))
+    assert classify(collect(refresh), []).clean
+
+
+def test_a_hand_typed_role_arn_value_is_never_copied_into_the_issue():
+    """ROLE_ARN edited in GitLab to anything (a pasted secret, say) or masked: the issue says it changed, not to what."""
+    from fleet.report import variable_value
+    assert variable_value("ROLE_ARN", "arn:aws:iam::111111111111:role/gitlab-shop-cart") == code(
+        "arn:aws:iam::111111111111:role/gitlab-shop-cart")
+    assert variable_value("ROLE_ARN", "AKIAEXAMPLE/secret-key-pasted-here") == "(not shown)"
+    assert variable_value("GITLAB_AWS_ACCOUNT_ID", "111111111111", masked=True) == "(not shown)"
+    assert variable_value("GITLAB_AWS_ACCOUNT_ID", "111111111111") == code("111111111111")
+    assert variable_value("OTHER", "111111111111") == "(not shown)"

@@ -324,3 +324,10 @@ def test_the_double_serves_project_variables_like_gitlab():
         with pytest.raises(gitlab.GitlabGetError) as no_project:
             gitlab.Gitlab(double.url, private_token=TOKEN).projects.get(99, lazy=True).variables.get("K1")
         assert no_project.value.error_message == "404 Project Not Found"
+
+
+def test_a_fork_merge_requests_note_goes_to_the_merge_requests_project():
+    env = {"CI_API_V4_URL": "https://gitlab.example.com/api/v4", "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_PROJECT_ID": "8",
+           "CI_MERGE_REQUEST_IID": "3", "FLEET_NOTE_TOKEN": "glpat-x"}
+    assert note_target(env).project_id == 8
+    assert note_target({k: v for k, v in env.items() if k != "CI_MERGE_REQUEST_PROJECT_ID"}).project_id == 7

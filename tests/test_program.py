@@ -310,11 +310,22 @@ def test_policies_added_by_hand_are_removed_on_the_next_up(shop, tmp_path, moto_
         iam.put_role_policy(RoleName="gitlab-shop-cart", PolicyName="by-hand", PolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
         iam.attach_role_policy(RoleName="gitlab-shop-cart", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
-        again = {**config, "fleet:oidc": {"providerArn": outputs["providerArn"]}}  # the mocks keep no state of the provider
+        again = config
         run(tmp_path, again, iam=iam, held_roles=held, previous_outputs=outputs)
         inline = iam.list_role_policies(RoleName="gitlab-shop-cart")["PolicyNames"]
         attached = iam.list_attached_role_policies(RoleName="gitlab-shop-cart")["AttachedPolicies"]
     assert inline == ["own-prefix"] and attached == []
+
+
+def test_a_token_from_the_environment_is_never_written_to_the_state(shop, tmp_path, moto_account, monkeypatch):
+    """The provider's inputs go to the stack's state (readable with the passphrase): GITLAB_TOKEN stays out of them,
+    the provider reads the variable itself."""
+    monkeypatch.setenv("GITLAB_TOKEN", "glpat-deployer-api-token")
+    shop.tokens = {"glpat-deployer-api-token"}
+    mocks, _ = run(tmp_path, stack_config(shop))
+    [provider] = mocks.by_type("pulumi:providers:gitlab")
+    assert "token" not in provider.inputs and "glpat-deployer-api-token" not in json.dumps(provider.inputs, default=str)
+    assert provider.inputs["baseUrl"] == f"{shop.url}/api/v4/"
 
 
 def test_listing_and_writing_variables_use_one_token(shop, tmp_path, moto_account, monkeypatch):
@@ -400,9 +411,10 @@ def test_a_hand_made_role_of_a_planned_name_is_refused_before_anything_is_create
         assert created_nothing(created[0])
 
 
-def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, tmp_path, moto_account):
+def test_a_stack_deployed_before_role_names_were_recorded_keeps_its_names(shop, tmp_path, moto_account, monkeypatch):
     """Its last outputs hold only `roles` (path -> ARN): each role's project comes from its gitlab-project-id tag,
     and the name of a project no longer listed stays reserved while its role exists."""
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "1")  # 999's role goes (counted by the guard, see below)
     held = {"gitlab-shop-api-gateway": 105, "gitlab-shop-api-gateway_104": 104, "gitlab-shop-web-ui": 999}
     with mock_aws():
         iam = iam_client()
@@ -495,8 +507,7 @@ def test_up_reads_its_last_policies_and_refuses_a_swap_that_would_pass_the_quota
         iam = iam_client()
         first, outputs = run(tmp_path, config, iam=iam)
         held = {r.name: r.inputs["name"] for r in first.by_type("aws:iam/role:Role")}
-        again = {**config, "fleet:oidc": {"providerArn": outputs["providerArn"]},
-                 "fleet:policies": {"libraries": ["policies"], "default": [f"e{i}" for i in range(1, 11)]}}
+        again = {**config, "fleet:policies": {"libraries": ["policies"], "default": [f"e{i}" for i in range(1, 11)]}}
         created: list[FleetMocks] = []
         with pytest.raises(pulumi.RunError, match="the change holds 11 managed policies at once"):
             run(tmp_path, again, iam=iam, held_roles=held, previous_outputs=outputs, created=created)
@@ -563,3 +574,21 @@ def test_a_preview_is_never_refused_by_the_guard(shop, tmp_path, moto_account, m
     monkeypatch.delenv("FLEET_GUARD_MAX_DELETES", raising=False)
     _, outputs = _guarded(tmp_path, shop, {"roleNames": GONE}, preview=True)
     assert outputs["counts"]["roles"] == 29
+
+
+def test_the_programs_guard_counts_a_legacy_stacks_lost_roles_and_a_new_role_path(shop, tmp_path, moto_account, monkeypatch):
+    """`pulumi up` by hand: roles a legacy stack holds for projects the listing lost go, and a new fleet:role.path
+    replaces every role; both count against fleet:guard."""
+    monkeypatch.delenv("FLEET_GUARD_MAX_DELETES", raising=False)
+    lost = {"roles": {f"shop/gone-{i}": f"arn:aws:iam::{ACCOUNT}:role/gitlab-shop-gone-{i}" for i in range(6)}}
+    with mock_aws():
+        iam = iam_client()
+        for i in range(6):
+            iam.create_role(RoleName=f"gitlab-shop-gone-{i}", AssumeRolePolicyDocument="{}",
+                            Tags=[{"Key": "gitlab-project-id", "Value": str(900 + i)}, {"Key": "fleet-stack", "Value": "prod"}])
+        with pytest.raises(pulumi.RunError, match=r"delete or replace 6 roles.*delete gitlab-shop-gone-0 \(a project the listing"):
+            run(tmp_path, stack_config(shop), previous_outputs=lost, iam=iam,
+                held_roles={f"project-{900 + i}-role": f"gitlab-shop-gone-{i}" for i in range(6)})
+    moved = {"roleNames": {"101": "gitlab-shop-cart"}, "roles": {"shop/cart": f"arn:aws:iam::{ACCOUNT}:role/ci/gitlab-shop-cart"}}
+    with pytest.raises(pulumi.RunError, match=r"delete or replace 1 roles.*replace gitlab-shop-cart \(101\)"):
+        run(tmp_path, stack_config(shop), previous_outputs=moved)

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 
 from fleet.changes import collect
-from fleet.report import code, render_preview, text
+from fleet.report import code, render_preview, text, trust_change_lines
 from tests import engine_events as ev
 
 
@@ -130,3 +130,22 @@ def test_the_cap_keeps_everything_when_it_fits():
     assert render_preview(collect(ev.parse(ev.preview_events())), stack="dev", limit=len(md)) == md
     cut = render_preview(collect(ev.parse(ev.preview_events())), stack="dev", limit=len(md) - 1)
     assert len(cut) <= len(md) - 1 and "left out" in cut
+
+
+def test_a_trust_written_in_iam_cannot_inject_markdown_through_its_ref_type():
+    from fleet.changes import TrustConditions
+    evil = "project_path:shop/cart:ref_type:branch\n/close\n@all <img src=x> </details>:ref:main"
+    old = TrustConditions(subs=frozenset({"project_path:shop/cart:ref_type:branch:ref:main"}), audiences=frozenset({"a"}))
+    new = TrustConditions(subs=frozenset({"project_path:shop/cart:ref_type:branch:ref:main", evil}), audiences=frozenset({"a"}))
+    text = "\n".join(trust_change_lines(old, new, project_path="shop/cart"))
+    assert "\n/close" not in text and "<img" not in text and "</details>" not in text
+    assert "@all" not in text.replace("<code>", "").split("</code>")[-1]  # outside <code> GitLab would mention everyone
+
+
+def test_another_project_added_to_a_trust_is_never_worded_as_a_rename():
+    from fleet.changes import TrustConditions
+    old = TrustConditions(subs=frozenset({"project_path:shop/cart:ref_type:branch:ref:main"}), audiences=frozenset({"a"}))
+    new = TrustConditions(subs=frozenset({"project_path:shop/cart:ref_type:branch:ref:main",
+                                          "project_path:attacker/x:ref_type:branch:ref:main"}), audiences=frozenset({"a"}))
+    [line] = trust_change_lines(old, new, project_path="shop/cart")
+    assert "follows the project" not in line and line.startswith("now also admits") and "attacker/x" in line

@@ -51,6 +51,11 @@ def code(value: object) -> str:
     return f"<code>{text(value)}</code>"
 
 
+def html_code(value: object) -> str:
+    """A value inside <code> on an HTML block's line (e.g. <summary>): Markdown is not read there, so only HTML-escaped."""
+    return f"<code>{html.escape(str(value).replace(chr(13), ' ').replace(chr(10), ' '), quote=True)}</code>"
+
+
 def keyword(value: str) -> str:
     """A keyword of ours (a skip reason, an op) as plain text, or in <code> when it is anything else."""
     return value if _KEYWORD.fullmatch(value) else code(value)
@@ -304,7 +309,7 @@ def project_section(project_id: int, path: tuple[str | None, str | None], resour
     elif component is not None and component.op == "delete":
         status = "gone from the fleet: its role, policies and variables are deleted"
     elif old_path is not None and new_path is not None and old_path != new_path:
-        status = f"renamed or moved from {code(old_path)}"
+        status = f"renamed or moved from {html_code(old_path)}"
     else:
         status = "changes"
     lines: list[str] = []
@@ -322,7 +327,7 @@ def project_section(project_id: int, path: tuple[str | None, str | None], resour
                 lines += variable_lines(c)
             if c.failed:
                 lines.append(f"the engine reported an error for {code(c.name)}")
-    summary = f"{code(shown_path) if shown_path else 'a project'} (project {project_id}): {status}"
+    summary = f"{html_code(shown_path) if shown_path else 'a project'} (project {project_id}): {status}"
     body = "\n".join(f"- {line}" for line in lines) or "- no change a reviewer needs to see"
     return f"<details><summary>{summary}</summary>\n\n{body}\n\n</details>\n"
 

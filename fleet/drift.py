@@ -112,7 +112,7 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
         changed = trust_change_lines(old_trust, new_trust, project_path=path,
                                      old_known=old_trust is not None, new_known=new_trust is not None)
         lines += [f"trust policy edited: {line}" for line in changed] or ["trust policy edited"]
-    elif _canonical(old.get("assumeRolePolicy")) != _canonical(new.get("assumeRolePolicy")):
+    if _canonical(_without_subjects(old.get("assumeRolePolicy"))) != _canonical(_without_subjects(new.get("assumeRolePolicy"))):
         # Same subjects and audiences, yet another document: a statement, principal, action or condition was added or
         # changed (e.g. another account or provider allowed). Never read as clean.
         lines.append("trust policy edited outside Pulumi beyond its GitLab subjects and audience (another statement, "
@@ -136,6 +136,20 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
         lines += _added_removed("attached policy", _names(old.get("managedPolicyArns")),
                                 _names(new.get("managedPolicyArns")))
     return lines
+
+
+def _without_subjects(document: Any) -> Any:
+    """The trust policy with its GitLab `sub` and `aud` values left out (they are compared, in words, on their own)."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return document
+    if isinstance(document, Mapping):
+        return {k: _without_subjects(v) for k, v in document.items() if not k.endswith((":sub", ":aud"))}
+    if isinstance(document, list):
+        return [_without_subjects(v) for v in document]
+    return document
 
 
 def _canonical(document: Any) -> Any:
@@ -288,8 +302,14 @@ def classify(refresh_changes: Changes | Sequence[ResourceChange], preview_change
             membership[pid] = lines
     # Whatever else the preview would change: a project changed in GitLab (e.g. its default branch, so its trust),
     # or a program or library not applied yet. Pulumi proposed it, so it is drift too, never "clean".
+    undone = {c.urn for c in refreshed if c.op in ("update", "delete")}  # reported above: the preview only puts them back
     for c in previewed:
-        if not c.changed or c.refresh or c.kind in ("provider", "stack", "stack-reference"):
+        if not c.changed or c.refresh or c.kind in ("stack", "stack-reference") or c.urn in undone:
+            continue
+        if c.kind == "provider":  # a provider's own settings (e.g. after an upgrade): its inputs are never shown
+            subjects[c.urn] = f"the Pulumi provider {code(c.name)}"
+            membership.setdefault(c.urn, []).append("its settings change (e.g. after an upgrade of this program); the next "
+                                                   "`up` records them, no resource changes")
             continue
         key = c.project_id if c.project_id is not None else c.urn
         if c.project_id is not None and c.project_id in by_project and c.project_id in membership:

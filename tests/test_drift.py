@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from fleet.changes import collect
@@ -32,7 +33,7 @@ def test_clean_when_nothing_drifted():
 def test_counts_by_kind():
     drift = found()
     assert not drift.clean
-    assert drift.counts == {"iam": 3, "gitlab": 2, "membership": 5}  # + a trust update and a managed policy change
+    assert drift.counts == {"iam": 3, "gitlab": 2, "membership": 4}  # + changes of the program not undoing an edit
 
 
 def test_iam_edited_outside_pulumi_names_the_project_and_the_change():
@@ -97,7 +98,7 @@ def test_render_lists_each_kind_under_its_heading():
     text = render_drift(found(), stack="dev")
     assert text.startswith("### Drift in stack <code>dev</code>\n")
     assert ("**IAM edited outside Pulumi**: 3 items · **GitLab variables edited outside Pulumi**: 2 items · "
-            "**Fleet membership changed**: 5 items") in text
+            "**Fleet membership changed**: 4 items") in text
     headings = re.findall(r"^#### (.*)$", text, re.MULTILINE)
     assert headings == ["IAM edited outside Pulumi", "GitLab variables edited outside Pulumi", "Fleet membership changed"]
     assert f"- {code('shop/payments')} (project 3): role {code('gitlab-shop-payments')} was deleted" in text
@@ -171,3 +172,37 @@ def test_a_hand_typed_role_arn_value_is_never_copied_into_the_issue():
     assert variable_value("GITLAB_AWS_ACCOUNT_ID", "111111111111", masked=True) == "(not shown)"
     assert variable_value("GITLAB_AWS_ACCOUNT_ID", "111111111111") == code("111111111111")
     assert variable_value("OTHER", "111111111111") == "(not shown)"
+
+
+def test_an_edit_by_hand_is_reported_once_under_its_cause():
+    """The drift preview refreshes first and proposes to undo what the refresh found: that is the same edit."""
+    refreshed = collect(ev.parse(ev.refresh_events()))
+    undo = [c for c in refreshed if c.op in ("update", "delete")]
+    assert undo
+    drift = classify(refreshed, [dataclasses.replace(c, refresh=False, op="update" if c.op == "update" else "create")
+                                 for c in undo])
+    assert drift.counts["membership"] == 0 and drift.counts["iam"] == 3
+
+
+def test_a_widened_trust_is_named_even_when_its_subjects_change_too():
+    import copy
+    import json as json_
+    refresh = ev.parse(ev.clean_refresh_events())
+    role = next(e for e in refresh if e.res_outputs_event and e.res_outputs_event.metadata.urn.endswith("project-1-role"))
+    md = role.res_outputs_event.metadata
+    document = json_.loads(md.old.outputs["assumeRolePolicy"])
+    widened = copy.deepcopy(document)
+    widened["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                                 "Action": "sts:AssumeRole"})
+    statement = widened["Statement"][0]
+    for operator in statement["Condition"].values():
+        for key, values in operator.items():
+            if key.endswith(":sub"):
+                operator[key] = [*(values if isinstance(values, list) else [values]),
+                                 "project_path:shop/cart:ref_type:branch:ref:dev"]
+    md.new = copy.deepcopy(md.old)
+    md.new.outputs = dict(md.old.outputs, assumeRolePolicy=json_.dumps(widened))
+    md.op = type(md.op)("update")
+    lines = item(classify(collect(refresh), []).iam, "shop/cart").lines
+    assert any("now also admits" in line for line in lines)
+    assert any("beyond its GitLab subjects" in line for line in lines)

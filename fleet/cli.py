@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from . import operations
+from . import audit, operations
 from .adoption import plan_checks
 from .config import FleetConfig, account_problem, group_problem, is_numeric_id, normalise_url
 from .deployed import load_deployed
@@ -23,7 +23,7 @@ from .naming import helper_role_name, path_slug
 from .planner import build_plan
 from .policies import stack_library
 from .policy_library import RenderContext, library_for, unknown_names
-from .render import render_entry, render_json, render_library, render_table
+from .render import render_audit_json, render_audit_table, render_entry, render_json, render_library, render_table
 from .selection import check_group
 from .spelling import spell
 from .stacks import (
@@ -51,6 +51,15 @@ EXIT_CODES = f"""exit codes:
   {UsageError.exit_code}  usage: an unknown command, flag or stack, or a bad flag value (the message names the flag)
   {ConfigError.exit_code}  configuration: the stack file is invalid (each problem names the file and the key to edit), or a
       CI/CD variable --mr-note or --issue needs is missing (the message names it)"""
+
+
+AUDIT_EXIT_CODES = f"""exit codes:
+  0   clean: no role that trusts the issuer has a finding
+  1   an error while working: GitLab or AWS unreachable or refusing, AWS credentials of another account than
+      fleet:accountId, an incomplete listing, a plan that cannot be made safely, an unreadable --inventory file
+  2   findings (each with its severity): never an error
+  {UsageError.exit_code}  usage: an unknown command, flag or stack, or a bad flag value (the message names the flag)
+  {ConfigError.exit_code}  configuration: the stack file is invalid (each problem names the file and the key to edit)"""
 
 
 DRIFT_EXIT_CODES = EXIT_CODES.replace("  0   done", "  0   no drift")
@@ -123,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m fleet", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="gitlab-aws-oidc-fleet: one keyless, least-privilege AWS role per GitLab project.",
         epilog="The GitLab token is read from GITLAB_TOKEN (the stack secret gitlab:token is read only by `pulumi up`).\n"
-               "plan, inventory and policies touch no AWS; preview, drift, up and reconcile run the Pulumi CLI.\n\n"
+               "plan, inventory and policies touch no AWS; audit reads IAM; preview, drift, up and reconcile run the Pulumi CLI.\n\n"
                f"{EXIT_CODES}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -156,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--stack", type=_stack_name, help="read the stack's fleet:policies.libraries, account, region and name")
         sub.add_argument("--stacks-dir", type=Path, default=DEFAULT_STACKS_DIR,
                          help=f"directory of the stack files (default: {DEFAULT_STACKS_DIR})")
+    audit_parser = commands.add_parser(
+        "audit", help="judge the account's IAM roles that trust the issuer: whom they admit, findings (exit 2 when found)",
+        description="Read every IAM role of the stack's account whose trust names the issuer's OIDC provider (AWS credentials\n"
+                    "from the environment, of fleet:accountId), evaluate it as IAM would against tokens of every project of\n"
+                    "the group and of one outside it, and report whom it admits and what is wrong. Writes nothing.",
+        epilog=AUDIT_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(audit_parser)
+    audit_parser.add_argument("--inventory", metavar="FILE", help="read a saved project listing instead of calling GitLab")
+    audit_parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (default: table)")
     _engine_commands(commands)
     return parser
 
@@ -272,6 +290,23 @@ def _engine(args: argparse.Namespace, context: operations.Context | None = None)
     return operations.reconcile(ctx, config, args.stack, issue=args.issue)
 
 
+def _audit(args: argparse.Namespace, stack: StackFile, config: FleetConfig) -> int:
+    """`audit`: the plan from the listing (as `plan` makes it), the account's roles, the report; 2 when it has findings."""
+    library = stack_library(config.policies, args.stacks_dir.parent)
+    listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
+    if args.inventory:  # a saved listing can be of any group
+        _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
+    plan = build_plan(config, listing, args.stack, library=library, region=region_of(stack))
+    iam, sts = audit.connect(region_of(stack))
+    account = audit.read_account(iam, sts, issuer=config.issuer, expected_account=config.account_id)
+    report = audit.run_audit(plan, listing.projects, account)
+    if args.format == "json":
+        render_audit_json(report, sys.stdout)
+    else:
+        render_audit_table(report, sys.stdout)
+    return 0 if report.clean else 2
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "policies":
@@ -281,6 +316,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     stack = _stack(args)
     overrides = _overrides(args)
     config = stack_config(stack, overrides, {key: FLAGS[key] for key in overrides})
+    if args.command == "audit":
+        return _audit(args, stack, config)
     if args.command == "inventory":
         inventory = _list_group(config)
         json.dump(inventory.raw, sys.stdout, indent=1)

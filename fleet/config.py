@@ -19,6 +19,7 @@ from .spelling import MISSING, Missing, did_you_mean, spell
 DEFAULT_BRANCH = "{default_branch}"
 REF_TYPES = ("branch", "tag")
 ALLOWED_REFS = "'branch:<name or glob>', 'tag:<name or glob>' or 'branch:{default_branch}'"
+SUBJECTS = ("path", "id")  # fleet:trust.subject: what `sub` starts with (project_path or project_id)
 
 # Identifiers are matched whole (fullmatch) and with ASCII classes: no trailing newline, no Unicode digits.
 _ACCOUNT_RE = re.compile(r"[0-9]{12}")
@@ -148,6 +149,8 @@ class FleetConfig:
     guard: GuardConfig = GuardConfig()
     reconcile: str = "report"  # one of RECONCILE_MODES
     adopt: AdoptConfig = AdoptConfig()
+    subject: str = "path"  # one of SUBJECTS
+    protected_refs_only: bool = False
 
     @property
     def issuer(self) -> str:
@@ -160,7 +163,7 @@ _GITLAB_KEYS: dict[str, Any] = {
     "includeShared": False, "includeArchived": False, "exclude": [], "timeout": 20, "maxRetries": 4,
 }
 _OIDC_KEYS: dict[str, Any] = {"audience": None, "providerArn": None}
-_TRUST_KEYS: dict[str, Any] = {"refs": ["branch:main"]}
+_TRUST_KEYS: dict[str, Any] = {"refs": ["branch:main"], "subject": "path", "protectedRefsOnly": False}
 _ROLE_KEYS: dict[str, Any] = {"path": "/", "maxSessionDuration": 3600, "permissionsBoundary": None}
 _VARIABLES_KEYS: dict[str, Any] = {"environmentScope": "*", "protected": False}
 _POLICIES_KEYS: dict[str, Any] = {"libraries": [], "default": [], "rules": [], "selfService": {}, "allowPrivileged": []}
@@ -446,6 +449,13 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
                 problems.add(f"trust.refs[{i}]", text, rule)
             elif rule not in refs:
                 refs.append(rule)
+    subject = tr["subject"]
+    if subject not in SUBJECTS:
+        near = did_you_mean(subject, list(SUBJECTS)) if isinstance(subject, str) else None
+        problems.add("trust.subject", subject, "expected path (sub starts with project_path) or id (sub starts with "
+                                               "project_id, rename-proof)" + (f"; did you mean {near}?" if near else ""))
+        subject = "path"
+    protected_refs_only = _bool(tr, "trust", "protectedRefsOnly", problems)
 
     ro = sections["role"]
     path = ro["path"]
@@ -505,6 +515,7 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         role=RoleConfig(path=path, max_session_duration=duration, permissions_boundary=boundary),
         variables=VariablesConfig(environment_scope=scope, protected=protected),
         policies=policies, quotas=quotas, guard=guard, reconcile=reconcile, adopt=adopt,
+        subject=subject, protected_refs_only=protected_refs_only,
     )
 
 

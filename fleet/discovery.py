@@ -154,6 +154,17 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
             return projects
 
 
+def _version(api: GitLabAPI, progress: Progress | None) -> str | None:
+    """The instance's version, None when GET /version does not say it (settings that need it are then refused)."""
+    try:
+        return api.version()
+    except GitLabError as err:
+        if progress:
+            progress(f"GET /version failed ({err}): the GitLab version is unknown, so settings that need a "
+                     "minimum version are refused")
+        return None
+
+
 def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | None = _stderr) -> Inventory:
     """The group and every project GitLab lists for it, before the fleet's own filtering."""
     if not token:
@@ -169,8 +180,12 @@ def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | No
         group = _group_object(api, config, progress)
     except GitLabError as err:
         raise _explain(err, config, what, api) from err
+    version = _version(api, progress)
+    listing: dict[str, Any] = {"group": group, "projects": projects}
+    if version is not None:
+        listing["gitlab_version"] = version
     try:
-        inventory = parse_inventory({"group": group, "projects": projects})
+        inventory = parse_inventory(listing)
     except PathClash as err:
         raise DiscoveryError(
             f"The project listing of '{config.group}' changed while it was read: {'; '.join(err.clashes)} "

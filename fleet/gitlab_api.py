@@ -206,6 +206,14 @@ class GitLabAPI:
             raise GitLabError("bad-response", f"GET /groups/{ref} did not answer a group object", path=f"/groups/{ref}")
         return data
 
+    def version(self) -> str:
+        """The instance's version (GET /version), e.g. "18.7.1-ee"."""
+        data, _ = self.get("/version")
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, str) or not version:
+            raise GitLabError("bad-response", "GET /version did not answer a version", path="/version")
+        return version
+
     def group_projects(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
                        per_page: int) -> tuple[list[Any], bool]:
         """The first page of the group's projects with ids above `after` (GitLab's id_after), ascending ids,

@@ -1,7 +1,8 @@
 """A group's project listing as GitLab returns it, and its validation into typed projects.
 
 The saved form is the contract of `fleet inventory` and `plan --inventory`:
-`{"group": <group object>, "projects": [<project objects as GitLab's API returns them>]}`.
+`{"group": <group object>, "projects": [<project objects as GitLab's API returns them>], "gitlab_version": "18.7.1"}`
+(`gitlab_version` optional: listings saved before it was recorded still load).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class Project:
     shared_with_ids: frozenset[int] = frozenset()  # ids of the groups it is shared with, where the listing says
     default_branch_problem: str | None = None  # why the listed default branch is not a git branch name
     topics: tuple[str, ...] = ()  # GitLab topics, as listed (`topics`; `tag_list` before GitLab 14)
+    # `ci_id_token_sub_claim_components`: what its tokens' `sub` is made of. None: not listed (GitLab shows it
+    # to Maintainers only, and before 17.10 not at all).
+    sub_claim_components: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Inventory:
     group: Group
     projects: tuple[Project, ...]
     raw: Mapping[str, Any]  # what GitLab returned, kept for `fleet inventory`
+    gitlab_version: str | None = None  # GET /version's `version` (e.g. "18.7.1-ee"); None in older saved listings
 
 
 def _fail(where: str, field: str, value: Any, expected: str) -> InventoryError:
@@ -102,7 +107,12 @@ def parse_project(value: Any, index: int) -> Project:
     topics = value.get("topics", value.get("tag_list")) or []
     if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
         raise _fail(where, "topics", topics, "a list of topic names")
+    components = value.get("ci_id_token_sub_claim_components")
+    if components is not None and (not isinstance(components, list) or not components
+                                   or not all(isinstance(c, str) for c in components)):
+        raise _fail(where, "ci_id_token_sub_claim_components", components, "a non-empty list of claim names")
     return Project(
+        sub_claim_components=tuple(components) if components is not None else None,
         id=project_id, path=path, default_branch=None if branch_problem else branch, archived=archived,
         pending_deletion=pending, default_branch_problem=branch_problem and f"{spell(branch)}: {branch_problem}",
         shared_with=frozenset(s["group_full_path"].casefold() for s in shared), namespace_id=namespace_id,
@@ -143,7 +153,10 @@ def parse_inventory(data: Any) -> Inventory:
     clashes = path_clashes(seen.values())
     if clashes:
         raise PathClash(clashes)
-    return Inventory(group=parse_group(data["group"]), projects=tuple(seen.values()), raw=data)
+    version = data.get("gitlab_version")
+    if version is not None and (not isinstance(version, str) or not version):
+        raise _fail("inventory", "gitlab_version", version, "the version GET /version answers, e.g. \"18.7.1-ee\"")
+    return Inventory(group=parse_group(data["group"]), projects=tuple(seen.values()), raw=data, gitlab_version=version)
 
 
 def load_inventory(path: str) -> Inventory:

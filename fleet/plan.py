@@ -73,6 +73,11 @@ class ProjectPlan:
     tags: dict[str, str]
     variables: tuple[VariablePlan, ...]
     policies: tuple[PolicyPlan, ...] = ()
+    # Its `sub` (ci_id_token_sub_claim_components) once the run is done, the phase (trust.APPLIED, SWITCHING,
+    # CUSTOM), and whether the stack sets the components (a sub-claim resource).
+    sub_components: tuple[str, ...] = ("project_path", "ref_type", "ref")
+    sub_phase: str = "applied"
+    manage_sub_claim: bool = False
 
     def policies_output(self) -> dict[str, Any]:
         """What the role holds after `up`, for the stack's `policies` output (the next run's quota check)."""
@@ -89,7 +94,9 @@ class ProjectPlan:
                 "helper_compatible": self.helper_compatible, "refs": list(self.refs), "trust_policy": self.trust_policy,
                 "description": self.description,
                 "policies": [p.to_json() for p in self.policies], "tags": self.tags,
-                "variables": [v.to_json() for v in self.variables]}
+                "variables": [v.to_json() for v in self.variables],
+                "subject": {"components": list(self.sub_components), "phase": self.sub_phase,
+                            "managed": self.manage_sub_claim}}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +27,27 @@ from .policies import StackContext, plan_policies
 from .policy_library import Entry
 from .selection import check_group, select_projects
 from .spelling import spell
-from .trust import TRUST_POLICY_MAX_CHARS, ProjectRef, policy_size, provider_arn, resolve_refs, trust_policy
+from .trust import (
+    DEFAULT_COMPONENTS,
+    GITLAB_COM,
+    SWITCHING,
+    TRUST_POLICY_MAX_CHARS,
+    Components,
+    ProjectRef,
+    SubjectPlan,
+    condition_prefix,
+    plan_subject,
+    policy_size,
+    provider_arn,
+    resolve_refs,
+    trust_policy,
+    wanted_components,
+)
+
+# The first GitLab release whose docs list project_id (as first element) and ref_protected among the
+# ci_id_token_sub_claim_components (shared reference: 18.7; see the README's security model).
+SUB_COMPONENTS_VERSION = (18, 7)
+_VERSION_RE = re.compile(r"([0-9]+)\.([0-9]+)(\.[0-9]+)?([-+.][0-9A-Za-z.-]*)?")
 
 
 def clip(value: str, limit: int) -> str:
@@ -34,12 +55,74 @@ def clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 3] + "..."
 
 
+def version_of(text: str) -> tuple[int, int] | None:
+    """(major, minor) of a GitLab version such as "18.7.1-ee", None for anything else."""
+    match = _VERSION_RE.fullmatch(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def wanted_sub(config: FleetConfig) -> tuple[Components, str | None]:
+    """The components the stack's projects get, and the setting that makes the stack set them (None: GitLab's
+    default, which the stack leaves to each project)."""
+    on_gitlab_com = condition_prefix(config.issuer) == GITLAB_COM
+    in_sub = config.protected_refs_only and not on_gitlab_com  # gitlab.com: the ref_protected condition key
+    wanted = wanted_components(config.subject, in_sub)
+    if wanted == DEFAULT_COMPONENTS:
+        return wanted, None
+    return wanted, "fleet:trust.subject id" if config.subject == "id" else "fleet:trust.protectedRefsOnly true"
+
+
+def check_version(config: FleetConfig, inventory: Inventory, setting: str) -> None:
+    """Refuse, in one sentence, a setting the instance's version cannot honour."""
+    needed = ".".join(map(str, SUB_COMPONENTS_VERSION))
+    what = ("a sub starting with project_id" if config.subject == "id" else "ref_protected in the sub")
+    version = inventory.gitlab_version
+    if version is None:
+        raise PlanError(f"{setting} needs GitLab {needed} or later ({what}), and the listing does not say the "
+                        f"instance's version (GET /version): list the group again with `fleet inventory`.")
+    parsed = version_of(version)
+    if parsed is None or parsed < SUB_COMPONENTS_VERSION:
+        raise PlanError(f"{setting} needs GitLab {needed} or later for {what}, but the instance runs {version}: "
+                        "upgrade GitLab or remove the setting.")
+
+
+def plan_subjects(config: FleetConfig, projects: list[Project], restoring: Mapping[int, Components],
+                  skipped: list[Skipped]) -> dict[int, SubjectPlan]:
+    """Each project's subject plan; projects whose hand-made `sub` cannot be trusted go to `skipped`."""
+    wanted, setting = wanted_sub(config)
+    if setting is not None:
+        hidden = [p.path for p in projects if p.sub_claim_components is None]
+        if hidden:
+            shown = ", ".join(hidden[:10]) + (f" and {len(hidden) - 10} more" if len(hidden) > 10 else "")
+            raise PlanError(f"{setting} makes the stack set each project's ci_id_token_sub_claim_components, which "
+                            f"GitLab lists only to Maintainers, and the token is not Maintainer of {len(hidden)} "
+                            f"project(s): {shown}; give the token's user the Maintainer role on them (setting "
+                            "variables needs it too) or exclude them.")
+    out: dict[int, SubjectPlan] = {}
+    for p in projects:
+        subject = plan_subject(p.sub_claim_components, wanted, managed=setting is not None,
+                               restoring=restoring.get(p.id))
+        if isinstance(subject, str):
+            skipped.append(Skipped(p.id, p.path, "custom-sub-claim", f"ci_id_token_sub_claim_components changed by "
+                                                                     f"hand: {subject}"))
+        else:
+            out[p.id] = subject
+    return out
+
+
 def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: Deployed | None = None, *,
-               library: Mapping[str, Entry] | None = None, region: str = "") -> Plan:
+               library: Mapping[str, Entry] | None = None, region: str = "",
+               restoring: Mapping[int, Components] | None = None) -> Plan:
     """The plan for one stack. `deployed`: the role names the stack holds now (none before its first `up`);
-    `library`: the policy library (`policy_library.load_library`); `region`: the stack's aws:region."""
+    `library`: the policy library (`policy_library.load_library`); `region`: the stack's aws:region;
+    `restoring`: the sub components the stack set before on projects it no longer manages (given back in this run)."""
     check_group(config, inventory)
+    setting = wanted_sub(config)[1]
+    if setting is not None:
+        check_version(config, inventory, setting)
     candidates, skipped, warnings = select_projects(config, inventory)
+    subjects = plan_subjects(config, candidates, restoring or {}, skipped)
+    candidates = [p for p in candidates if p.id in subjects]
     selected = []
     no_default_branch: list[str] = []  # roles planned without the {default_branch} rule (empty repositories)
     uses_default_branch = any(rule.is_default_branch for rule in config.refs)
@@ -70,7 +153,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     too_large: list[str] = []
     def policy_for(p: Project, refs: list[ProjectRef]) -> dict[str, Any]:
         return trust_policy(issuer=config.issuer, provider=provider, audience=config.oidc.audience,
-                            project_id=p.id, project_path=p.path, refs=refs)
+                            project_id=p.id, project_path=p.path, refs=refs, forms=subjects[p.id].trusted,
+                            protected_only=config.protected_refs_only)
 
     for p, refs in selected:
         policy = policy_for(p, refs)
@@ -83,7 +167,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
                                        f"its default branch ({len(p.default_branch or '')} characters) makes the trust "
                                        f"policy {size} characters, over IAM's {TRUST_POLICY_MAX_CHARS}"))
                 continue
-            too_large.append(f"{p.path} ({size} characters)")
+            both = " while its sub switches: both forms are trusted in this run" if subjects[p.id].phase == SWITCHING else ""
+            too_large.append(f"{p.path} ({size} characters{both})")
         role_name = names[p.id]
         role_arn = f"arn:aws:iam::{config.account_id}:role{role_path}{role_name}"
         projects.append(ProjectPlan(
@@ -96,6 +181,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
                 VariablePlan(ACCOUNT_VARIABLE, config.account_id, scope, protected, managed),
                 VariablePlan(ROLE_VARIABLE, role_arn, scope, protected, managed),
             ),
+            sub_components=subjects[p.id].components, sub_phase=subjects[p.id].phase,
+            manage_sub_claim=subjects[p.id].managed,
         ))
     if too_large:
         raise PlanError(f"trust policies over IAM's {TRUST_POLICY_MAX_CHARS}-character limit; allow fewer refs in "
@@ -117,6 +204,14 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         warnings.append(f"{len(no_default_branch)} project(s) have no default branch (empty repository), so their roles "
                         f"leave out branch:{{default_branch}} until one is pushed and the stack runs again: "
                         f"{', '.join(no_default_branch)}")
+    switching = [p.path for p in projects if p.sub_phase == SWITCHING]
+    in_sub = "ref_protected" in wanted_sub(config)[0]
+    if switching:
+        shown = ", ".join(switching[:10]) + (f" and {len(switching) - 10} more" if len(switching) > 10 else "")
+        warnings.append(f"stack in transition: {len(switching)} project(s) trust both sub forms until the next run "
+                        f"finds their ci_id_token_sub_claim_components applied (run again after this up to drop "
+                        f"the old form{'; only then are protected refs enforced for them' if in_sub else ''}): "
+                        f"{shown}")
     if role_path != "/":
         warnings.append(f"fleet:role.path is {spell(role_path)}: gitlab-aws-credential-helper assumes roles at path '/', so pipelines must use ROLE_ARN")
     skipped.sort(key=lambda s: s.id)

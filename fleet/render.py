@@ -14,12 +14,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .audit import SEVERITIES, AuditReport, RoleAudit
 from .plan import Plan
 from .policy_library import BUNDLED, Entry, RenderContext, render
 from .policy_lint import document_size, lint, privileged
 
 GAP = 2  # spaces between two table columns (see _table)
 MARK = "!"  # marks a suffixed role name
+SWITCHING_MARK = "~"  # marks a project whose sub switches in this run (both forms trusted)
 MIN_PATH = 24  # a path column narrower than this puts each role name on a line of its own
 MAX_WORD = 30  # the skipped table keeps words of its details this long whole, eliding its paths first
 
@@ -80,7 +82,8 @@ def render_table(plan: Plan, out: TextIO, width: int | None = None) -> None:
         table = _table()
         table.add_column("id" if one_line else "id\n", justify="right", no_wrap=True)
         table.add_column(MARK, style="yellow", no_wrap=True)
-        marks = ["" if p.helper_compatible else MARK for p in projects]
+        marks = [("" if p.helper_compatible else MARK) + (SWITCHING_MARK if p.sub_phase == "switching" else "")
+                 for p in projects]
         if one_line:
             table.add_column("project", no_wrap=True)
             table.add_column("role", no_wrap=True)
@@ -98,8 +101,16 @@ def render_table(plan: Plan, out: TextIO, width: int | None = None) -> None:
         if common:
             console.print(Text("refs for every role: " + ", ".join(common)))
         console.print(table)
-        if any(marks):
+        if any(MARK in m for m in marks):
             console.print(Text.assemble((MARK, "yellow"), " role name with an id suffix: another project's path gives the same name"))
+        if any(SWITCHING_MARK in m for m in marks):
+            console.print(Text.assemble((SWITCHING_MARK, "yellow"), " sub switches in this run: both forms trusted until "
+                                                                   "the next run finds the new one applied"))
+        forms: dict[tuple[str, ...], int] = {}
+        for p in projects:
+            forms[p.sub_components] = forms.get(p.sub_components, 0) + 1
+        if any(p.manage_sub_claim or p.sub_phase != "applied" for p in projects):
+            console.print(Text("sub: " + "; ".join(f"{':'.join(form)} ({n})" for form, n in forms.items())))
     else:
         console.print(Text(plan.no_roles_warning or "", style="bold yellow"))
     if plan.skipped:
@@ -173,3 +184,71 @@ def render_entry(entry: Entry, context: RenderContext, out: TextIO) -> None:
         print(f"  {finding.code}: {finding.message} ({state})", file=sys.stderr)
     for why in privileged(document):
         print(f"  privileged: {why} (needs fleet:policies.allowPrivileged)", file=sys.stderr)
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+def render_audit_json(report: AuditReport, out: TextIO) -> None:
+    json.dump(report.to_json(), out, indent=2)
+    out.write("\n")
+
+
+def _admits_text(role: RoleAudit) -> str:
+    """Whom a role admits, in a few words: a path, "N projects", "any project"; with any-ref labels."""
+    if role.admits is None:
+        return "not evaluated"
+    if role.admits_outside_group:
+        who = "any project"
+    elif not role.admits:
+        who = "none of the group"
+    elif len(role.admits) == 1:
+        who = role.admits[0].path
+    else:
+        who = f"{len(role.admits)} projects"
+    loose = sorted({r for a in role.admits for r in a.refs if r.startswith("any ")})
+    return who + (f" ({', '.join(loose)})" if loose and not role.admits_outside_group else "")
+
+
+def render_audit_table(report: AuditReport, out: TextIO, width: int | None = None) -> None:
+    """The roles that trust the issuer (name, fleet, whom they admit), then each finding, fitted to `width`.
+    Values from AWS and GitLab are `Text`, so brackets in them print as written."""
+    width = width or Console(file=out).width
+    console = Console(file=out, width=max(width, 40), soft_wrap=False, highlight=False)
+    width = console.width
+    counts = report.counts()
+    console.print(Text(f"Roles trusting {report.issuer} in account {report.account_id} (stack {report.stack})", style="bold"))
+    if report.roles:
+        fleet = ["this stack" if r.managed else f"stack {r.managed_by_stack}" if r.managed_by_stack else "no"
+                 for r in report.roles]
+        fleet_width = max(len("fleet"), *map(len, fleet))
+        room = width - fleet_width - 2 * GAP
+        name_width = min(max(len(r.name) for r in report.roles), max(room // 2, 20))
+        table = _table()
+        table.add_column("role", no_wrap=True)
+        table.add_column("fleet", no_wrap=True)
+        table.add_column("admits", overflow="fold")
+        for r, who in zip(report.roles, fleet, strict=True):
+            table.add_row(Text(elide(r.name, name_width)), Text(who), Text(_admits_text(r)))
+        console.print(table)
+    else:
+        console.print(Text("no role of the account trusts this issuer"))
+    found = report.findings
+    if found:
+        sev_width = max(len(s) for s in SEVERITIES)
+        name_width = min(max(len(r.name) for r, _ in found), max((width - sev_width - 2 * GAP) // 3, 16))
+        table = _table()
+        table.add_column("severity", no_wrap=True)
+        table.add_column("role", no_wrap=True)
+        table.add_column("finding", overflow="fold")
+        styles = {"high": "bold red", "medium": "yellow", "low": ""}
+        for role, item in found:
+            table.add_row(Text(item.severity, style=styles[item.severity]), Text(elide(role.name, name_width)),
+                          Text.assemble((item.code, "bold"), " ", item.message))
+        console.print(Text("Findings", style="bold"))
+        console.print(table)
+    for note in report.notes:
+        console.print(Text.assemble(("note:", "yellow"), " ", note))
+    console.print(Text(f"audit of stack {report.stack}: {counts['roles']} of {counts['roles_read']} roles trust the issuer "
+                       f"({counts['managed']} of this stack); "
+                       + (f"{counts['findings']} findings ({counts['high']} high, {counts['medium']} medium, {counts['low']} low)"
+                          if counts["findings"] else "no findings")))

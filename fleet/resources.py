@@ -19,8 +19,10 @@ from .adoption import Adoption
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
 from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, deployed_output
 from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
+from .sub_claims import SubClaimComponents
 
 COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
+SUB_CLAIMS_OUTPUT = "subClaims"  # project id -> {"components": set, "original": found before}
 
 
 def _must_equal(planned: str, what: str) -> Callable[[str], str]:
@@ -54,7 +56,8 @@ class ProjectAccess(pulumi.ComponentResource):
 
     def __init__(self, project: ProjectPlan, settings: RoleSettings, *, depends_on: list[pulumi.Resource],
                  gitlab_provider: pulumi.ProviderResource | None, managed_arns: Mapping[str, pulumi.Input[str]] | None = None,
-                 adoption: Adoption | None = None, opts: pulumi.ResourceOptions | None = None):
+                 adoption: Adoption | None = None, api_url: str | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -71,6 +74,14 @@ class ProjectAccess(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on, import_=adoption.roles.get(project.id)),
         )
         role_arn = self.role.arn.apply(_must_equal(project.role_arn, f"role ARN of {project.path}"))
+        self.sub_claim: SubClaimComponents | None = None
+        if project.manage_sub_claim:
+            if api_url is None:
+                raise ValueError(f"project {project.path}: its sub claim components are managed, but no GitLab API URL was given")
+            # Set only after the role trusts the new form too (in a switching run it trusts both).
+            self.sub_claim = SubClaimComponents(f"{name}-sub-claim", project_id=project.id, api_url=api_url,
+                                                components=list(project.sub_components),
+                                                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]))
         self._attach(name, project.policies, managed_arns or {}, child)
         # The ARN reaches ROLE_ARN from the created role (checked against the plan), so it waits for the role.
         values: dict[str, pulumi.Input[str]] = {v.key: v.value for v in project.variables}
@@ -123,8 +134,9 @@ def declare_managed_policies(plan: Plan) -> dict[str, pulumi.Output[str]]:
 
 
 def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = None,
-            adoption: Adoption | None = None) -> dict[str, Any]:
-    """Declare every resource of the plan, importing what `adoption` names; returns the stack outputs."""
+            adoption: Adoption | None = None, api_url: str | None = None) -> dict[str, Any]:
+    """Declare every resource of the plan, importing what `adoption` names; returns the stack outputs.
+    `api_url`: the GitLab instance (without /api/v4) where managed sub claim components are set."""
     depends_on: list[pulumi.Resource] = []
     provider_arn: pulumi.Input[str] = plan.provider_arn
     if plan.create_provider:
@@ -140,7 +152,7 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
     settings = RoleSettings.of(plan)
     managed_arns = declare_managed_policies(plan)
     access = {p.path: ProjectAccess(p, settings, depends_on=depends_on, gitlab_provider=gitlab_provider, managed_arns=managed_arns,
-                                    adoption=adoption)
+                                    adoption=adoption, api_url=api_url)
               for p in plan.projects}
     return {
         ROLES_OUTPUT: {path: a.role.arn for path, a in access.items()},
@@ -149,4 +161,6 @@ def declare(plan: Plan, *, gitlab_provider: pulumi.ProviderResource | None = Non
         "skipped": [s.to_json() for s in plan.skipped],
         "counts": plan.counts(),
         "providerArn": provider_arn,
+        SUB_CLAIMS_OUTPUT: {str(p.id): {"components": list(p.sub_components), "original": claim.original}
+                            for p, claim in ((p, access[p.path].sub_claim) for p in plan.projects) if claim is not None},
     }

@@ -123,6 +123,13 @@ class Target:
     include_subgroups: bool
     include_shared: bool
     exclude: tuple[str, ...] = ()
+    subject: str = "path"  # fleet:trust.subject
+    protected_refs_only: bool = False  # fleet:trust.protectedRefsOnly
+
+    @property
+    def sets_sub_claims(self) -> bool:
+        """Whether the stack sets its projects' sub claim components (gitlab.com pins protected refs by a key)."""
+        return self.subject == "id" or (self.protected_refs_only and self.instance != "https://gitlab.com")
 
     def describe(self) -> str:
         return f"stack {self.stack} (group {self.group}{' and its subgroups' if self.include_subgroups else ''})"
@@ -131,7 +138,7 @@ class Target:
 def config_target(stack: str, config: FleetConfig) -> Target:
     gl = config.gitlab
     return Target(stack, gl.url.casefold(), gl.group.casefold(), config.variables.environment_scope,
-                  gl.include_subgroups, gl.include_shared, gl.exclude)
+                  gl.include_subgroups, gl.include_shared, gl.exclude, config.subject, config.protected_refs_only)
 
 
 def file_target(stack: StackFile) -> Target | None:
@@ -145,9 +152,12 @@ def file_target(stack: StackFile) -> Target | None:
         return None
     scope = va.get("environmentScope")
     subgroups, shared, exclude = gl.get("includeSubgroups"), gl.get("includeShared"), gl.get("exclude")
+    tr = raw["trust"] if isinstance(raw.get("trust"), Mapping) else {}
+    subject, protected = tr.get("subject"), tr.get("protectedRefsOnly")
     return Target(stack.name, url.casefold(), str(group).casefold(), scope if isinstance(scope, str) else "*",
                   subgroups if isinstance(subgroups, bool) else True, shared if isinstance(shared, bool) else False,
-                  tuple(g for g in exclude if isinstance(g, str)) if isinstance(exclude, list) else ())
+                  tuple(g for g in exclude if isinstance(g, str)) if isinstance(exclude, list) else (),
+                  subject if isinstance(subject, str) else "path", protected is True)
 
 
 def other_targets(stacks_dir: Path, name: str) -> list[Target]:
@@ -201,9 +211,14 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
     known = _known_groups(inventory)
     ids = set(planned)
     projects = [p for p in inventory.projects if p.id in ids]
-    problems = []
+    problems: list[str] = []
+    claims: list[str] = []
     for other in others:
-        if other.instance != mine.instance or other.scope != mine.scope:
+        if other.instance != mine.instance:
+            continue
+        differ = (other.subject, other.protected_refs_only) != (mine.subject, mine.protected_refs_only) and (
+            other.sets_sub_claims or mine.sets_sub_claims)
+        if other.scope != mine.scope and not differ:
             continue
         other_path = known.get(other.group) if is_numeric_id(other.group) else other.group
         unplaceable = other.include_subgroups or any(p.namespace_id is None for p in projects)
@@ -214,7 +229,13 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
         both = [p.path for p in projects if _takes(other, other_path, p)]
         if both:
             listed = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
-            problems.append(f"{other.describe()} could also take {listed}")
+            (problems if other.scope == mine.scope else claims).append(f"{other.describe()} could also take {listed}")
+    if claims:  # each run would set the projects' sub claim components back to its own form
+        raise FleetError(
+            f"stack {mine.stack} (fleet:trust subject {mine.subject}, protectedRefsOnly {str(mine.protected_refs_only).lower()}) "
+            f"and other stacks on {mine.instance} with other fleet:trust subject settings could set the sub claim "
+            f"components of the same projects, each run undoing the other's: {'; '.join(claims)}. Give these stacks "
+            "the same fleet:trust.subject and protectedRefsOnly, or let one of them leave those projects out.")
     if problems:
         raise FleetError(
             f"stack {mine.stack} targets {mine.instance} with environment scope {spell(mine.scope)}, and so do other stacks "

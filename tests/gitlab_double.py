@@ -18,7 +18,13 @@ Also served, for the CI/CD variables and the merge request notes and drift issue
   `PUT /projects/:id/issues/:iid` (state_event close/reopen, description, title, labels,
   add_labels) and `POST /projects/:id/issues/:iid/notes`;
 - note bodies over `note_limit` and descriptions over `description_limit` characters are answered 400
-  with GitLab's messages.
+  with GitLab's messages;
+- `GET /projects/:id` and `PUT /projects/:id` with `ci_id_token_sub_claim_components` (validated by the
+  rules of `version`: before 18.7 only project_path first, then ref_type/ref; from 18.7 project_path or
+  project_id first and ref_protected, environment_protected, deployment_tier too). A project carries the
+  attribute only once it is given (make_project(sub_claim_components=...) or a PUT); the listing and
+  `GET /projects/:id` hide it for the ids in `hidden_sub_claims` (a token that is not Maintainer there),
+  whose PUT answers 403.
 Every request is recorded in `requests` (path, query) and, with its method and body, in `calls`.
 """
 
@@ -34,6 +40,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 TRUE = {"true", "True", "1", "yes"}
+SUB_CLAIM = "ci_id_token_sub_claim_components"
+SUB_CLAIM_COMPONENTS_18_7 = ("project_path", "project_id", "ref_type", "ref", "ref_protected", "environment_protected",
+                             "deployment_tier")
 
 
 @dataclass
@@ -88,6 +97,7 @@ class GitLabDouble:
     note_limit: int = 1_000_000  # characters in a note body (GitLab's Note validation)
     description_limit: int = 1_048_576  # characters in an issue description (1 MiB, GitLab 13.4+)
     calls: list[Call] = field(default_factory=list)
+    hidden_sub_claims: set[int] = field(default_factory=set)  # ids whose sub claim components the token cannot see
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -162,11 +172,27 @@ class GitLabDouble:
                 continue
             if self.honours_id_after and "id_before" in query and p["id"] >= int(query["id_before"]):
                 continue
-            out.append(p)
+            out.append(self.shown(p))
         reverse = query.get("sort", "desc") == "desc"
         key = query.get("order_by", "created_at")
         out.sort(key=lambda p: p["id"] if key == "id" else (p.get("created_at", ""), p["id"]), reverse=reverse)
         return out
+
+    def shown(self, project: dict[str, Any]) -> dict[str, Any]:
+        """The project as this token sees it: without its sub claim components where it is not Maintainer."""
+        if project["id"] in self.hidden_sub_claims and SUB_CLAIM in project:
+            return {k: v for k, v in project.items() if k != SUB_CLAIM}
+        return project
+
+    def sub_claim_problems(self, components: Any) -> list[str]:
+        """GitLab's validation messages for a new value of ci_id_token_sub_claim_components."""
+        modern = tuple(int(x) for x in self.version.split(".")[:2]) >= (18, 7)
+        allowed = SUB_CLAIM_COMPONENTS_18_7 if modern else ("project_path", "ref_type", "ref")
+        first = ("project_path", "project_id") if modern else ("project_path",)
+        if not isinstance(components, list) or not components:
+            return ["is too short (minimum is 1 character)"]
+        problems = [] if components[0] in first else [f"{' or '.join(first)} must be the first element of the sub claim"]
+        return problems + [f"{c} is not an allowed sub claim component" for c in components if c not in allowed]
 
     # --- HTTP ------------------------------------------------------------------------
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
@@ -248,6 +274,8 @@ class GitLabDouble:
         args = {**query, **body}  # GitLab reads parameters from either
         if route == ["user"] and method == "GET":
             return self._send(req, 200, self.user(token))
+        if len(route) == 2 and route[0] == "projects" and method in ("GET", "PUT"):
+            return self._project(req, token, route[1], method, body)
         if len(route) < 3 or route[0] != "projects":
             return self._send(req, 404, {"error": "404 Not Found"})
         project = self.project_id(route[1])
@@ -263,6 +291,22 @@ class GitLabDouble:
         if rest[0] == "issues":
             return self._issues(req, token, project, rest[1:], args)
         return self._send(req, 404, {"error": "404 Not Found"})
+
+    def _project(self, req: BaseHTTPRequestHandler, token: str | None, ref: str, method: str,
+                 body: dict[str, Any]) -> None:
+        project = next((p for p in self.projects if p["id"] == self.project_id(ref)), None)
+        if project is None:
+            return self._send(req, 404, {"message": "404 Project Not Found"})
+        if token in self.forbidden_tokens:
+            return self._send(req, 403, {"message": "403 Forbidden"})
+        if method == "PUT" and SUB_CLAIM in body:
+            if project["id"] in self.hidden_sub_claims:
+                return self._send(req, 403, {"message": "403 Forbidden"})
+            problems = self.sub_claim_problems(body[SUB_CLAIM])
+            if problems:
+                return self._send(req, 400, {"message": {"ci_cd_settings.id_token_sub_claim_components": problems}})
+            project[SUB_CLAIM] = list(body[SUB_CLAIM])
+        return self._send(req, 200, self.shown(project))
 
     def _variables(self, req: BaseHTTPRequestHandler, project: int, rest: list[str], query: dict[str, str]) -> None:
         variables = self.variables.get(project, [])
@@ -497,7 +541,7 @@ def make_group(group_id: int, full_path: str, parent_id: int | None = None) -> d
 
 def make_project(project_id: int, path: str, groups: list[dict[str, Any]], *, default_branch: str | None = "main",
                  archived: bool = False, pending_deletion: bool = False, shared_with: list[dict[str, Any]] = (),
-                 topics: list[str] = ()) -> dict[str, Any]:
+                 topics: list[str] = (), sub_claim_components: list[str] | None = None) -> dict[str, Any]:
     namespace_path, _, name = path.rpartition("/")
     namespace = next(g for g in groups if g["full_path"] == namespace_path)
     project = {
@@ -515,4 +559,6 @@ def make_project(project_id: int, path: str, groups: list[dict[str, Any]], *, de
     }
     if pending_deletion:
         project["marked_for_deletion_on"] = "2026-11-20"
+    if sub_claim_components is not None:  # listed to Maintainers (GitLab 17.10+)
+        project[SUB_CLAIM] = list(sub_claim_components)
     return project

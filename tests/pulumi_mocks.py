@@ -83,6 +83,8 @@ class FleetMocks(pulumi.runtime.Mocks):
     resources: list[pulumi.runtime.MockResourceArgs] = field(default_factory=list)
     variables: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)  # (project, key, scope) -> inputs
     imported: list[tuple[str, str]] = field(default_factory=list)  # (type, import id) of each resource declared with import_
+    # logical name -> outputs of a sub-claim resource the stack's state holds from its last `up` (then it is updated)
+    held_sub_claims: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def by_type(self, typ: str) -> list[pulumi.runtime.MockResourceArgs]:
@@ -147,7 +149,23 @@ class FleetMocks(pulumi.runtime.Mocks):
             return inputs["roleName"], inputs
         if args.typ == "gitlab:index/projectVariable:ProjectVariable":
             return self._variable(inputs)
+        if args.typ.startswith("pulumi-python:dynamic") and "components" in inputs:
+            return self._sub_claim(args.name, inputs)
         return f"{args.name}-id", inputs
+
+    def _sub_claim(self, logical: str, inputs: dict[str, Any]):
+        """The dynamic sub-claim resource, run as the engine would: its provider against the GitLab double (create,
+        or diff and update when the state holds it); the provider's state stays out of the outputs."""
+        from fleet.sub_claims import SubClaimProvider
+        props = {k: v for k, v in inputs.items() if k != "__provider"}
+        provider = SubClaimProvider()
+        olds = self.held_sub_claims.get(logical)
+        if olds is None:
+            result = provider.create(props)
+            return result.id, result.outs
+        if provider.diff(str(olds["projectId"]), olds, props).changes:
+            return str(props["projectId"]), provider.update(str(olds["projectId"]), olds, props).outs
+        return str(props["projectId"]), {**props, "original": olds["original"]}
 
     def _import(self, typ: str, logical: str, import_id: str, inputs: dict[str, Any]):
         """What the engine does since pulumi/pulumi#19339: read the resource by its import id (failing when it does

@@ -271,3 +271,16 @@ def test_guard_and_adopt_sections_arrive_as_pulumi_strings():
                         "fleet:guard": '{"maxDeletes": 2}', "fleet:reconcile": "auto", "fleet:adopt": '{"roles": true}'})
     config = parse_config(raw)
     assert config.guard.max_deletes == 2 and config.reconcile == "auto" and config.adopt.kinds() == ("roles",)
+
+
+def test_trust_subject_and_protected_refs_default_and_are_checked_like_the_other_keys():
+    config = make_config()
+    assert config.subject == "path" and config.protected_refs_only is False
+    config = make_config(trust={"refs": ["branch:main"], "subject": "id", "protectedRefsOnly": True})
+    assert config.subject == "id" and config.protected_refs_only is True
+    found = problems(trust={"refs": ["branch:main"], "subject": "ID", "protectedRefsOnly": "yes"})
+    assert found == ['fleet:trust.subject: "ID" is not allowed; expected path (sub starts with project_path) or id '
+                     '(sub starts with project_id, rename-proof); did you mean id?',
+                     'fleet:trust.protectedRefsOnly: "yes" is not allowed; expected true or false']
+    assert problems(trust={"refs": ["branch:main"], "protectedRefOnly": True}) == [
+        "fleet:trust.protectedRefOnly: unknown key (set to true); did you mean fleet:trust.protectedRefsOnly?"]

@@ -187,3 +187,120 @@ def test_a_plan_with_no_roles_says_so_with_the_group_and_the_reasons():
     plan = build_plan(make_config(), listing(), "s")
     assert plan.to_json()["warnings"] == ["no roles planned for group shop: GitLab lists no projects in it"]
     assert build_plan(make_config(), listing(p(1, "shop/a")), "s").no_roles_warning is None
+
+
+# --- fleet:trust.subject and fleet:trust.protectedRefsOnly ------------------------------------------------------
+
+DEFAULT_SUB = ["project_path", "ref_type", "ref"]
+BY_ID_SUB = ["project_id", "ref_type", "ref"]
+
+
+def versioned(version, *projects):
+    return parse_inventory({"group": {"id": 1, "full_path": "shop"}, "projects": list(projects), "gitlab_version": version})
+
+
+def subs(project):
+    return [v for s in project.trust_policy["Statement"] for c in s["Condition"].values()
+            for k, v in c.items() if k.endswith(":sub") for v in (v if isinstance(v, list) else [v])]
+
+
+def test_subject_id_switches_each_project_once_then_trusts_only_its_id():
+    config = make_config(trust={"refs": ["branch:main"], "subject": "id"})
+    plan = build_plan(config, versioned("18.7.0-ee", p(7, "shop/cart", sub_claim_components=DEFAULT_SUB),
+                                        p(8, "shop/done", sub_claim_components=BY_ID_SUB)), "s")
+    cart, done = plan.projects
+    assert (cart.sub_phase, cart.manage_sub_claim, cart.sub_components) == ("switching", True, tuple(BY_ID_SUB))
+    assert subs(cart) == ["project_path:shop/cart:ref_type:branch:ref:main", "project_id:7:ref_type:branch:ref:main"]
+    assert done.sub_phase == "applied" and subs(done) == ["project_id:8:ref_type:branch:ref:main"]
+    assert cart.to_json()["subject"] == {"components": BY_ID_SUB, "phase": "switching", "managed": True}
+    [warning] = [w for w in plan.warnings if w.startswith("stack in transition")]
+    assert warning.startswith("stack in transition: 1 project(s) trust both sub forms until the next run") and \
+        warning.endswith(": shop/cart")
+    again = build_plan(config, versioned("18.7.0-ee", p(7, "shop/cart", sub_claim_components=BY_ID_SUB)), "s")
+    assert again.projects[0].sub_phase == "applied" and not any("transition" in w for w in again.warnings)
+
+
+def test_a_hand_made_sub_is_trusted_as_set_or_its_project_skipped_with_the_reason():
+    odd = ["project_path", "ref_type", "ref", "deployment_tier"]
+    inv = versioned("18.8.0", p(7, "shop/byid", sub_claim_components=BY_ID_SUB), p(8, "shop/odd", sub_claim_components=odd),
+                    p(9, "shop/plain"))
+    plan = build_plan(make_config(), inv, "s")
+    assert {x.path: x.sub_phase for x in plan.projects} == {"shop/byid": "custom", "shop/plain": "applied"}
+    assert subs(plan.projects[0]) == ["project_id:7:ref_type:branch:ref:main"]
+    [skipped] = plan.skipped
+    assert (skipped.path, skipped.reason) == ("shop/odd", "custom-sub-claim")
+    assert "holds deployment_tier, which this program does not trust" in skipped.detail
+    managed = build_plan(make_config(trust={"refs": ["branch:main"], "subject": "id"}), inv.__class__(
+        inv.group, inv.projects[:2], inv.raw, inv.gitlab_version), "s")
+    assert reasons(managed) == {"shop/odd": "custom-sub-claim"} and managed.projects[0].sub_phase == "applied"
+
+
+@pytest.mark.parametrize("trust, issuer", [({"subject": "id"}, "https://gitlab.example.com"),
+                                           ({"protectedRefsOnly": True}, "https://gitlab.example.com"),
+                                           ({"subject": "id", "protectedRefsOnly": True}, "https://gitlab.com")])
+def test_an_instance_too_old_or_of_unknown_version_is_refused_in_one_sentence(trust, issuer):
+    config = make_config(gitlab={"url": issuer}, trust={"refs": ["branch:main"], **trust})
+    project = p(7, "shop/cart", sub_claim_components=DEFAULT_SUB)
+    with pytest.raises(PlanError) as info:
+        build_plan(config, versioned("17.11.2", project), "s")
+    message = str(info.value)
+    assert "needs GitLab 18.7 or later" in message and "runs 17.11.2" in message and message.count(". ") == 0
+    with pytest.raises(PlanError, match=r"does not say the instance's version \(GET /version\)"):
+        build_plan(config, listing(project), "s")
+    assert build_plan(config, versioned("18.7.1-ee", project), "s").projects
+
+
+def test_protected_refs_on_gitlab_com_need_no_version_and_no_change_to_the_projects():
+    config = make_config(gitlab={"url": "https://gitlab.com"}, trust={"refs": ["branch:main"], "protectedRefsOnly": True})
+    plan = build_plan(config, listing(p(7, "shop/cart")), "s")
+    [cart] = plan.projects
+    assert not cart.manage_sub_claim and cart.sub_phase == "applied"
+    assert cart.trust_policy["Statement"][0]["Condition"]["StringEquals"]["gitlab.com:ref_protected"] == "true"
+
+
+def test_protected_refs_on_self_managed_put_ref_protected_in_the_sub():
+    config = make_config(trust={"refs": ["branch:main"], "protectedRefsOnly": True})
+    plan = build_plan(config, versioned("18.7.0", p(7, "shop/cart", sub_claim_components=DEFAULT_SUB + ["ref_protected"])), "s")
+    [cart] = plan.projects
+    assert cart.manage_sub_claim and cart.sub_phase == "applied"
+    assert subs(cart) == ["project_path:shop/cart:ref_type:branch:ref:main:ref_protected:true"]
+
+
+def test_a_managed_sub_needs_a_maintainer_token_that_sees_the_components():
+    config = make_config(trust={"refs": ["branch:main"], "subject": "id"})
+    with pytest.raises(PlanError, match=r"^fleet:trust.subject id makes the stack set each project's "
+                                        r"ci_id_token_sub_claim_components, .* not Maintainer of 1 project\(s\): shop/b; "):
+        build_plan(config, versioned("18.7.0", p(7, "shop/a", sub_claim_components=DEFAULT_SUB), p(8, "shop/b")), "s")
+
+
+def test_a_stack_that_stops_managing_trusts_what_it_gives_back_until_it_is_back():
+    inv = versioned("18.7.0", p(7, "shop/cart", sub_claim_components=BY_ID_SUB))
+    plan = build_plan(make_config(), inv, "s", restoring={7: tuple(DEFAULT_SUB)})
+    [cart] = plan.projects
+    assert cart.sub_phase == "switching" and not cart.manage_sub_claim and cart.sub_components == tuple(DEFAULT_SUB)
+    assert subs(cart) == ["project_id:7:ref_type:branch:ref:main", "project_path:shop/cart:ref_type:branch:ref:main"]
+
+
+def test_both_forms_still_fit_iams_trust_policy_limit_or_the_plan_stops():
+    refs = [f"branch:release/2024.{i:02d}" for i in range(20)]
+    config = make_config(trust={"refs": refs, "subject": "id"})
+    one = build_plan(config, versioned("18.7.0", p(7, "shop/cart", sub_claim_components=BY_ID_SUB)), "s")
+    assert one.projects  # fits with one form
+    with pytest.raises(PlanError, match=r"over IAM's 2048-character limit.*shop/cart"):
+        build_plan(config, versioned("18.7.0", p(7, "shop/cart", sub_claim_components=DEFAULT_SUB)), "s")
+
+
+def test_the_table_marks_a_switching_project_and_says_what_the_sub_is_made_of():
+    import io
+
+    from fleet.render import render_table
+    config = make_config(trust={"refs": ["branch:main"], "subject": "id"})
+    plan = build_plan(config, versioned("18.7.0", p(7, "shop/cart", sub_claim_components=DEFAULT_SUB),
+                                        p(8, "shop/done", sub_claim_components=BY_ID_SUB)), "s")
+    out = io.StringIO()
+    render_table(plan, out, width=120)
+    lines = out.getvalue().splitlines()
+    assert any(line.split()[:3] == ["7", "~", "shop/cart"] for line in lines)
+    assert any(line.split()[:2] == ["8", "shop/done"] for line in lines)
+    assert "~ sub switches in this run: both forms trusted until the next run finds the new one applied" in lines
+    assert "sub: project_id:ref_type:ref (2)" in lines

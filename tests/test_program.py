@@ -51,7 +51,8 @@ def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: 
         existing_provider: tuple[str, list[str]] | None = None, created: list[FleetMocks] | None = None,
         write_stack_file: bool = True, previous_outputs: dict[str, Any] | None = None,
         iam: Any = None, held_roles: dict[str, str] | None = None,
-        secret_outputs: list[str] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
+        secret_outputs: list[str] | None = None,
+        held_sub_claims: dict[str, dict[str, Any]] | None = None) -> tuple[FleetMocks, dict[str, Any]]:
     """Run fleet.program.main() for one stack; returns the mocks (what was created) and the outputs.
 
     IAM is a fresh moto account unless `iam` (a client inside the caller's own mock_aws) is given, so that
@@ -65,11 +66,11 @@ def run(tmp_path: Path, config: dict[str, Any], *, stack: str = "prod", caller: 
         with mock_aws():
             return run(tmp_path, config, stack=stack, caller=caller, existing_provider=existing_provider,
                        created=created, write_stack_file=False, previous_outputs=previous_outputs, iam=iam_client(),
-                       held_roles=held_roles, secret_outputs=secret_outputs)
+                       held_roles=held_roles, secret_outputs=secret_outputs, held_sub_claims=held_sub_claims)
     if existing_provider:
         iam.create_open_id_connect_provider(Url=existing_provider[0], ClientIDList=existing_provider[1])
     mocks = FleetMocks(iam=iam, account_id=caller, previous_outputs=previous_outputs or {}, held_roles=held_roles or {},
-                       secret_outputs=secret_outputs or [])
+                       secret_outputs=secret_outputs or [], held_sub_claims=held_sub_claims or {})
     if created is not None:
         created.append(mocks)
     pulumi.runtime.set_mocks(mocks, project="gitlab-aws-oidc-fleet", stack=stack, preview=False,
@@ -592,3 +593,112 @@ def test_the_programs_guard_counts_a_legacy_stacks_lost_roles_and_a_new_role_pat
     moved = {"roleNames": {"101": "gitlab-shop-cart"}, "roles": {"shop/cart": f"arn:aws:iam::{ACCOUNT}:role/ci/gitlab-shop-cart"}}
     with pytest.raises(pulumi.RunError, match=r"delete or replace 1 roles.*replace gitlab-shop-cart \(101\)"):
         run(tmp_path, stack_config(shop), previous_outputs=moved)
+
+
+# --- fleet:trust.subject id: the sub claim components, set by the stack, and the trust that follows them ---------
+
+DYNAMIC_PREFIX = "pulumi-python:dynamic"
+DEFAULT_SUB = ["project_path", "ref_type", "ref"]
+BY_ID_SUB = ["project_id", "ref_type", "ref"]
+
+
+def sub_claim_group(version="18.7.0"):
+    from tests.gitlab_double import GitLabDouble, make_group, make_project
+    groups = [make_group(10, "shop")]
+    projects = [make_project(5, "shop/a", groups, sub_claim_components=DEFAULT_SUB),
+                make_project(6, "shop/b", groups, sub_claim_components=DEFAULT_SUB)]
+    return GitLabDouble(groups=groups, projects=projects, version=version)
+
+
+def admitted(mocks, role, sub, project_id):
+    from tests.iam_eval import allows
+    policy = mocks.roles[role]["AssumeRolePolicyDocument"]
+    return allows(policy, federated=f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.example.com",
+                  action="sts:AssumeRoleWithWebIdentity",
+                  context={"gitlab.example.com:sub": sub, "gitlab.example.com:aud": "https://gitlab.example.com"})
+
+
+def held_state(mocks, outputs, double):
+    """What the stack's state holds after an `up`: its roles and its sub-claim resources (with their outputs)."""
+    roles = {r.name: r.inputs["name"] for r in mocks.by_type(ROLE)}
+    claims = {f"project-{pid}-sub-claim": {"projectId": int(pid), "apiUrl": double.url, **held}
+              for pid, held in outputs["subClaims"].items()}
+    return roles, claims
+
+
+def test_subject_id_sets_each_projects_components_and_drops_the_path_form_on_the_next_run(tmp_path, moto_account,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("FLEET_GUARD_MAX_DELETES", "1")  # 5 moves: its role is renamed (replaced) in the second run
+    with sub_claim_group() as double, mock_aws():
+        config = stack_config(double, trust={"refs": ["branch:main"], "subject": "id"})
+        iam = iam_client()
+        first, outputs = run(tmp_path, config, iam=iam)
+        claims = [r for r in first.resources if r.typ.startswith(DYNAMIC_PREFIX)]
+        assert sorted((r.name, r.inputs["projectId"], r.inputs["components"]) for r in claims) == [
+            ("project-5-sub-claim", 5, BY_ID_SUB), ("project-6-sub-claim", 6, BY_ID_SUB)]
+        assert all("token" not in key.casefold() for r in claims for key in r.inputs)
+        assert [p["ci_id_token_sub_claim_components"] for p in double.projects] == [BY_ID_SUB, BY_ID_SUB]
+        assert outputs["subClaims"]["5"] == {"components": BY_ID_SUB, "original": DEFAULT_SUB}
+        # this run: both forms (jobs that started before the change carry the path form)
+        assert admitted(first, "gitlab-shop-a", "project_path:shop/a:ref_type:branch:ref:main", 5)
+        assert admitted(first, "gitlab-shop-a", "project_id:5:ref_type:branch:ref:main", 5)
+
+        # project 5 moves to shop/a-moved, and a new project 9 takes the path shop/a
+        from tests.gitlab_double import make_project
+        double.projects[0]["path_with_namespace"] = "shop/a-moved"
+        double.projects.append(make_project(9, "shop/a", double.groups, sub_claim_components=DEFAULT_SUB))
+        roles, held = held_state(first, outputs, double)
+        second_runs: list[FleetMocks] = []
+        _, outputs = run(tmp_path, config, iam=iam, held_roles=roles, previous_outputs=outputs, created=second_runs,
+                         held_sub_claims=held)
+        second = second_runs[0]
+        assert outputs["subClaims"]["5"]["original"] == DEFAULT_SUB  # still what it found first
+        five, nine = outputs["roleNames"]["5"], outputs["roleNames"]["9"]
+        assert admitted(second, five, "project_id:5:ref_type:branch:ref:main", 5)
+        for form in ("project_path:shop/a:ref_type:branch:ref:main", "project_path:shop/a-moved:ref_type:branch:ref:main",
+                     "project_id:9:ref_type:branch:ref:main"):
+            assert not admitted(second, five, form, 5), form  # 9's tokens, in either form, and the old form
+        assert admitted(second, nine, "project_id:9:ref_type:branch:ref:main", 9)
+        assert not admitted(second, nine, "project_id:5:ref_type:branch:ref:main", 9)
+
+
+def test_a_stack_switched_back_to_path_trusts_both_until_the_components_are_given_back(tmp_path, moto_account):
+    from fleet.sub_claims import SubClaimProvider
+    with sub_claim_group() as double, mock_aws():
+        config = stack_config(double, trust={"refs": ["branch:main"], "subject": "id"})
+        iam = iam_client()
+        first, outputs = run(tmp_path, config, iam=iam)
+        roles, held = held_state(first, outputs, double)
+        back = {**config, "fleet:trust": {"refs": ["branch:main"]}}
+        created: list[FleetMocks] = []
+        _, after = run(tmp_path, back, iam=iam, held_roles=roles, previous_outputs=outputs, created=created,
+                       held_sub_claims=held)
+        assert not [r for r in created[0].resources if r.typ.startswith(DYNAMIC_PREFIX)] and after["subClaims"] == {}
+        for sub in ("project_id:5:ref_type:branch:ref:main", "project_path:shop/a:ref_type:branch:ref:main"):
+            assert admitted(created[0], "gitlab-shop-a", sub, 5)
+        for name, state in held.items():  # the engine deletes the resources the program no longer declares
+            SubClaimProvider().delete(str(state["projectId"]), state)
+        assert [p["ci_id_token_sub_claim_components"] for p in double.projects] == [DEFAULT_SUB, DEFAULT_SUB]
+
+
+def test_subject_id_on_an_old_instance_or_without_maintainer_creates_nothing(tmp_path, moto_account):
+    with sub_claim_group(version="17.11.2") as double:
+        config = stack_config(double, trust={"refs": ["branch:main"], "subject": "id"})
+        created: list[FleetMocks] = []
+        with pytest.raises(pulumi.RunError, match=r"fleet:trust.subject id needs GitLab 18.7 or later for a sub "
+                                                  r"starting with project_id, but the instance runs 17.11.2"):
+            run(tmp_path, config, created=created)
+        assert created_nothing(created[0])
+        double.version, double.hidden_sub_claims = "18.7.0", {6}
+        with pytest.raises(pulumi.RunError, match=r"not Maintainer of 1 project\(s\): shop/b"):
+            run(tmp_path, config, created=created)
+        assert created_nothing(created[-1])
+        assert all(c.method == "GET" for c in double.calls)
+
+
+def test_a_corrupt_sub_claims_output_is_refused(shop, tmp_path, moto_account):
+    created: list[FleetMocks] = []
+    with pytest.raises(pulumi.RunError, match=r'subClaims entry "x" is not a project id with the components found before'):
+        run(tmp_path, stack_config(shop), previous_outputs={"subClaims": {"x": {"original": ["project_path"]}}},
+            created=created)
+    assert created_nothing(created[0])

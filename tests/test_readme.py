@@ -33,6 +33,7 @@ NOT_RUN_HERE = [
     (r"export PATH=\"\$HOME/\.pulumi/bin:\$PATH\"", "part of installing the Pulumi CLI"),
     (r"(mkdir -p \S+ && )?pulumi .*", "needs the Pulumi CLI (the program itself runs under Pulumi's mocks in test_program.py)"),
     (r"aws .*", "needs AWS credentials"),
+    (r"\.venv/bin/python -m fleet audit .*", "needs AWS credentials of the stack's account"),
     (r"export (GITLAB_TOKEN|PULUMI_CONFIG_PASSPHRASE|AWS_PROFILE)=.*", "a secret or profile the user has; the test sets GITLAB_TOKEN itself"),
 ]
 # What a command not run here leaves behind for the next ones: `pulumi stack output --json > outputs.json`.

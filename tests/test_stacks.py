@@ -18,11 +18,13 @@ GROUPS = [make_group(1, "acme"), make_group(2, "acme/platform", 1), make_group(3
           make_group(4, "acme/web", 1), make_group(5, "partner"), make_group(6, "partner/sub", 5)]
 
 
-def write(stacks: Path, name: str, group, scope="*", **gitlab) -> None:
+def write(stacks: Path, name: str, group, scope="*", trust=None, **gitlab) -> None:
     stacks.mkdir(exist_ok=True)
     config = {"fleet:accountId": "111111111111",
               "fleet:gitlab": {"url": "https://gitlab.example.com", "group": group, **gitlab},
               "fleet:variables": {"environmentScope": scope}}
+    if trust is not None:
+        config["fleet:trust"] = {"refs": ["branch:main"], **trust}
     (stacks / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
 
 
@@ -187,3 +189,18 @@ def test_a_group_id_is_refused_when_the_listing_cannot_say_which_groups_hold_its
                                  "projects": [{**make_project(11, "acme/shop", GROUPS), "namespace": None}]})
     with pytest.raises(FleetError, match="stack by-id .* names its group by an id this listing cannot place"):
         check(tmp_path, "acme", inventory)
+
+
+def test_stacks_of_other_scopes_that_set_different_sub_claims_on_one_project_are_refused(tmp_path):
+    """dev sets `project_id` first, prod keeps the path: each run would undo the other's components."""
+    write(tmp_path, "dev", "acme", trust={"subject": "id"})
+    write(tmp_path, "prod", "acme", scope="production")
+    with pytest.raises(FleetError, match=r"other fleet:trust subject settings could set the sub claim components of the "
+                                         r"same projects.*stack prod \(group acme and its subgroups\) could also take"):
+        check(tmp_path, "dev", ACME)
+    write(tmp_path, "prod", "acme", scope="production", trust={"subject": "id"})
+    check(tmp_path, "dev", ACME)  # the same settings: fine
+    write(tmp_path, "prod", "acme", scope="production", trust={"protectedRefsOnly": True})
+    write(tmp_path, "dev", "acme", trust={"subject": "path"})
+    with pytest.raises(FleetError, match="subject settings"):
+        check(tmp_path, "dev", ACME)  # prod adds ref_protected on a self-managed instance

@@ -165,3 +165,156 @@ def test_listed_look_alikes_explicitly():
     for other in ("shop/cart-v2", "shop/cart/sub", "Shop/Cart", "shop/CART", "shop-legacy/cart", "shopping/cart"):
         assert not allowed(policy, path=other)
         assert not allowed(policy, path=other, ref="feature/x")
+
+
+# --- rename-proof subjects and protected refs (fleet:trust.subject, fleet:trust.protectedRefsOnly) ---------------
+
+from tests.iam_eval import allows  # noqa: E402
+
+from fleet.trust import (  # noqa: E402
+    APPLIED,
+    CUSTOM,
+    DEFAULT_COMPONENTS,
+    SWITCHING,
+    components_problem,
+    plan_subject,
+    wanted_components,
+)
+
+BY_ID = ("project_id", "ref_type", "ref")
+BY_PATH_PROTECTED = ("project_path", "ref_type", "ref", "ref_protected")
+BY_ID_PROTECTED = ("project_id", "ref_type", "ref", "ref_protected")
+
+
+def token(*, issuer="https://gitlab.example.com", sub, aud="https://gitlab.example.com", project_id=1,
+          ref_protected="true"):
+    """The request context AWS builds from a GitLab token whose `sub` is written out (any components)."""
+    host = condition_prefix(issuer)
+    context = {f"{host}:sub": sub, f"{host}:aud": aud}
+    if host == "gitlab.com":
+        context.update({"gitlab.com:project_id": str(project_id), "gitlab.com:ref_protected": ref_protected})
+    return context
+
+
+def admits(policy, context, issuer="https://gitlab.example.com", equals_reads_variables=True):
+    return allows(policy, federated=f"arn:aws:iam::{ACCOUNT}:oidc-provider/{condition_prefix(issuer)}",
+                  action="sts:AssumeRoleWithWebIdentity", context=context, equals_reads_variables=equals_reads_variables)
+
+
+def sub(components, *, path, project_id, ref_type="branch", ref="main", protected="true"):
+    values = {"project_path": path, "project_id": str(project_id), "ref_type": ref_type, "ref": ref,
+              "ref_protected": protected}
+    return ":".join(f"{c}:{values[c]}" for c in components)
+
+
+def id_policy(path, project_id, forms=(BY_ID,), issuer="https://gitlab.example.com", refs=("branch:main", "tag:v*"),
+              protected_only=False):
+    rules = tuple(RefRule(*r.split(":", 1)) for r in refs)
+    return trust_policy(issuer=issuer, provider=provider_arn(ACCOUNT, issuer), audience="https://gitlab.example.com",
+                        project_id=project_id, project_path=path, refs=resolve_refs(rules, "main"), forms=forms,
+                        protected_only=protected_only)
+
+
+def test_subject_id_trusts_only_project_id_and_survives_a_rename_and_a_reclaimed_path():
+    policy = id_policy("shop/cart", 42)
+    [statement] = [s for s in policy["Statement"] if "StringLike" not in s["Condition"]]
+    assert statement["Condition"]["StringEquals"]["gitlab.example.com:sub"] == ["project_id:42:ref_type:branch:ref:main"]
+    assert admits(policy, token(sub="project_id:42:ref_type:branch:ref:main"))
+    assert admits(policy, token(sub="project_id:42:ref_type:tag:ref:v1.2"))
+    # renamed or transferred: the sub does not change
+    assert admits(policy, token(sub=sub(BY_ID, path="elsewhere/cart", project_id=42)))
+    # a new project 43 took the old path shop/cart: neither its path-form nor its id-form tokens pass
+    for form in (DEFAULT_COMPONENTS, BY_ID, BY_ID_PROTECTED):
+        assert not admits(policy, token(sub=sub(form, path="shop/cart", project_id=43)))
+    assert not admits(policy, token(sub=sub(DEFAULT_COMPONENTS, path="shop/cart", project_id=42)))  # the old form: gone
+    assert not admits(policy, token(sub="project_id:42:ref_type:tag:ref:main"))
+    for other in (4, 420, 142, 4200):
+        assert not admits(policy, token(sub=f"project_id:{other}:ref_type:branch:ref:main"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(paths, st.integers(1, 10**8), st.integers(1, 10**8), branch_names, issuers, st.booleans())
+def test_with_project_id_each_role_admits_its_own_tokens_and_no_other_projects(path, own, other, branch, issuer, switching):
+    assume(own != other)
+    forms = (DEFAULT_COMPONENTS, BY_ID) if switching else (BY_ID,)
+    policy = id_policy(path, own, forms, issuer=issuer, refs=("branch:{default_branch}", "tag:v*"))
+    mine = dict(issuer=issuer, project_id=own)
+    assert admits(policy, token(sub=sub(BY_ID, path=path, project_id=own), **mine), issuer)
+    assert admits(policy, token(sub=sub(BY_ID, path=path, project_id=own, ref_type="tag", ref="v2"), **mine), issuer)
+    assert admits(policy, token(sub=sub(DEFAULT_COMPONENTS, path=path, project_id=own), **mine), issuer) == switching
+    theirs = dict(issuer=issuer, project_id=other)
+    for form in (BY_ID, DEFAULT_COMPONENTS, BY_ID_PROTECTED):
+        # another project, even one that now holds this project's old path
+        assert not admits(policy, token(sub=sub(form, path=path + "-x", project_id=other), **theirs), issuer)
+        if not switching:
+            assert not admits(policy, token(sub=sub(form, path=path, project_id=other), **theirs), issuer)
+
+
+def test_switching_admits_both_forms_for_one_run_then_only_the_new():
+    switching = plan_subject(DEFAULT_COMPONENTS, BY_ID, managed=True)
+    assert switching.phase == SWITCHING and switching.trusted == (DEFAULT_COMPONENTS, BY_ID)
+    policy = id_policy("shop/cart", 42, switching.trusted)
+    assert admits(policy, token(sub="project_path:shop/cart:ref_type:branch:ref:main"))  # jobs started before the change
+    assert admits(policy, token(sub="project_id:42:ref_type:branch:ref:main"))
+    applied = plan_subject(BY_ID, BY_ID, managed=True)  # the next listing shows the components set
+    assert applied.phase == APPLIED and applied.trusted == (BY_ID,)
+    policy = id_policy("shop/cart", 42, applied.trusted)
+    assert not admits(policy, token(sub="project_path:shop/cart:ref_type:branch:ref:main"))
+    assert admits(policy, token(sub="project_id:42:ref_type:branch:ref:main"))
+
+
+@pytest.mark.parametrize("protected, admitted", [("true", True), ("false", False)])
+def test_protected_refs_only_on_gitlab_com_pins_its_ref_protected_key(protected, admitted):
+    issuer = "https://gitlab.com"
+    for forms in ((DEFAULT_COMPONENTS,), (BY_ID,)):
+        policy = id_policy("shop/cart", 42, forms, issuer=issuer, protected_only=True)
+        for statement in policy["Statement"]:
+            assert statement["Condition"]["StringEquals"]["gitlab.com:ref_protected"] == "true"
+        for ref_type, ref in (("branch", "main"), ("tag", "v1")):
+            claims = token(issuer=issuer, project_id=42, ref_protected=protected,
+                           sub=sub(forms[0], path="shop/cart", project_id=42, ref_type=ref_type, ref=ref))
+            assert admits(policy, claims, issuer) is admitted
+        missing = token(issuer=issuer, project_id=42, sub=sub(forms[0], path="shop/cart", project_id=42))
+        del missing["gitlab.com:ref_protected"]
+        assert not admits(policy, missing, issuer)  # a token without the key fails closed
+
+
+@pytest.mark.parametrize("form", [BY_PATH_PROTECTED, BY_ID_PROTECTED])
+def test_protected_refs_only_on_self_managed_needs_ref_protected_true_in_the_sub(form):
+    policy = id_policy("shop/cart", 42, (form,), protected_only=True)
+    assert admits(policy, token(sub=sub(form, path="shop/cart", project_id=42)))
+    assert admits(policy, token(sub=sub(form, path="shop/cart", project_id=42, ref_type="tag", ref="v3")))
+    for ref_type, ref in (("branch", "main"), ("tag", "v3")):
+        assert not admits(policy, token(sub=sub(form, path="shop/cart", project_id=42, ref_type=ref_type, ref=ref,
+                                                 protected="false")))
+    assert not admits(policy, token(sub=sub(form[:3], path="shop/cart", project_id=42)))  # no ref_protected at all
+    # without protectedRefsOnly, a hand-set form with ref_protected passes both values
+    relaxed = id_policy("shop/cart", 42, (form,))
+    assert admits(relaxed, token(sub=sub(form, path="shop/cart", project_id=42, protected="false")))
+
+
+@pytest.mark.parametrize("components, problem", [
+    (DEFAULT_COMPONENTS, None), (BY_ID, None), (BY_ID_PROTECTED, None), (("project_path", "ref", "ref_type"), None),
+    (("ref", "ref_type"), "starts with ref, not project_path or project_id"),
+    (("project_path", "ref"), "must hold ref_type and ref once each"),
+    (("project_path", "ref_type", "ref", "ref"), "once each"),
+    (("project_id", "ref_type", "ref", "deployment_tier"), "holds deployment_tier, which this program does not trust"),
+    (("job_project_id", "ref_type", "ref"), "starts with job_project_id"),
+    ((), "starts with nothing"),
+])
+def test_which_hand_made_forms_are_trusted(components, problem):
+    found = components_problem(components)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_a_projects_own_form_is_trusted_as_set_or_the_project_is_refused():
+    assert plan_subject(None, DEFAULT_COMPONENTS, managed=False).phase == APPLIED  # not shown: GitLab's default
+    custom = plan_subject(BY_ID, DEFAULT_COMPONENTS, managed=False)
+    assert custom.phase == CUSTOM and custom.trusted == (BY_ID,) and not custom.managed
+    assert "deployment_tier" in plan_subject(("project_path", "ref_type", "ref", "deployment_tier"),
+                                             DEFAULT_COMPONENTS, managed=False)
+    assert "set it back" in plan_subject(("project_path", "ref"), BY_ID, managed=True)
+    # a stack that stops managing them gives the found value back in this run: both are trusted until then
+    back = plan_subject(BY_ID, DEFAULT_COMPONENTS, managed=False, restoring=DEFAULT_COMPONENTS)
+    assert back.phase == SWITCHING and back.trusted == (BY_ID, DEFAULT_COMPONENTS) and back.components == DEFAULT_COMPONENTS
+    assert wanted_components("id", True) == BY_ID_PROTECTED and wanted_components("path", False) == DEFAULT_COMPONENTS

@@ -29,6 +29,7 @@ ATTACHMENT_TYPE = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 INLINE_EXCLUSIVE_TYPE = "aws:iam/rolePoliciesExclusive:RolePoliciesExclusive"
 ATTACHMENTS_EXCLUSIVE_TYPE = "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive"
 VARIABLE_TYPE = "gitlab:index/projectVariable:ProjectVariable"
+SUB_CLAIM_TYPE = "pulumi-python:dynamic/fleet:SubClaimComponents"  # fleet/sub_claims.py
 MANAGED_POLICY_TYPE = "aws:iam/policy:Policy"
 OIDC_PROVIDER_TYPE = "aws:iam/openIdConnectProvider:OpenIdConnectProvider"
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -36,7 +37,7 @@ STACK_REFERENCE_TYPE = "pulumi:pulumi:StackReference"
 PROVIDER_PREFIX = "pulumi:providers:"
 
 Kind = Literal["project", "role", "inline-policy", "attachment", "inline-exclusive", "attachments-exclusive",
-               "variable", "managed-policy", "oidc-provider", "provider", "stack", "stack-reference", "other"]
+               "variable", "sub-claim", "managed-policy", "oidc-provider", "provider", "stack", "stack-reference", "other"]
 
 # (type, logical-name pattern, kind): the resources this program declares, by type and name.
 _NAMED: tuple[tuple[str, re.Pattern[str], Kind], ...] = (
@@ -47,6 +48,7 @@ _NAMED: tuple[tuple[str, re.Pattern[str], Kind], ...] = (
     (INLINE_EXCLUSIVE_TYPE, re.compile(r"project-(?P<id>[0-9]+)-inline-exclusive"), "inline-exclusive"),
     (ATTACHMENTS_EXCLUSIVE_TYPE, re.compile(r"project-(?P<id>[0-9]+)-attachments-exclusive"), "attachments-exclusive"),
     (VARIABLE_TYPE, re.compile(r"project-(?P<id>[0-9]+)-(?P<entry>[A-Za-z0-9_]+)"), "variable"),
+    (SUB_CLAIM_TYPE, re.compile(r"project-(?P<id>[0-9]+)-sub-claim"), "sub-claim"),
     (MANAGED_POLICY_TYPE, re.compile(r"policy-(?P<entry>.+)"), "managed-policy"),
     (OIDC_PROVIDER_TYPE, re.compile(r"gitlab-oidc-provider"), "oidc-provider"),
 )

@@ -233,6 +233,16 @@ def _variable_lines(c: ResourceChange) -> list[str]:
     return [f"variable {code(key)} was edited in GitLab" + (f": {'; '.join(parts)}" if parts else "")]
 
 
+def _sub_claim_line(c: ResourceChange) -> str:
+    """A project's sub claim components edited in GitLab: its tokens' `sub` no longer has the form the role trusts
+    (or, if `ref_protected` was dropped, pipelines on unprotected refs get tokens of the trusted shape minus it)."""
+    if c.op == "delete":
+        return "its sub claim components are no longer readable (project gone, or the token lost Maintainer)"
+    before, after = _outputs(c.old).get("components"), _outputs(c.new).get("components")
+    return (f"its sub claim components were edited in GitLab: {value_words(before)} → {value_words(after)}; the next "
+            "`up` sets the stack's again")
+
+
 # --- (c) membership ---
 
 def _membership_lines(resources: Sequence[ResourceChange], path: tuple[str | None, str | None],
@@ -279,6 +289,8 @@ def classify(refresh_changes: Changes | Sequence[ResourceChange], preview_change
             continue
         if c.kind == "variable" and c.project_id is not None:
             gitlab.setdefault(c.project_id, []).extend(_variable_lines(c))
+        elif c.kind == "sub-claim" and c.project_id is not None:
+            gitlab.setdefault(c.project_id, []).append(_sub_claim_line(c))
         elif c.kind in IAM_KINDS or (c.kind == "other" and c.type.startswith("aws:")):
             lines = _iam_lines(c, shown_path(c.project_id), exclusives_known=c.project_id in exclusive_projects)
             if not lines:

@@ -30,7 +30,7 @@ from .plan import ACCOUNT_VARIABLE, ROLE_VARIABLE
 
 SHOWN_VARIABLES = frozenset({ROLE_VARIABLE, ACCOUNT_VARIABLE})  # their values are no secret: shown in full
 PROJECT_KINDS = frozenset({"project", "role", "inline-policy", "attachment", "inline-exclusive", "attachments-exclusive",
-                           "variable"})
+                           "variable", "sub-claim"})
 # Inline Markdown that could act inside <code>: emphasis, code spans, links, tables, strikethrough, math.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")
 _KEYWORD = re.compile(r"[a-z][a-z0-9-]*")
@@ -300,6 +300,18 @@ def variable_lines(c: ResourceChange) -> list[str]:
     return [f"variable {code(key)} {verb}" + (f": {'; '.join(parts)}" if parts else "")]
 
 
+def sub_claim_lines(c: ResourceChange) -> list[str]:
+    """The project's `ci_id_token_sub_claim_components` the stack sets (fleet:trust.subject / protectedRefsOnly)."""
+    components = _prop(c.new, "components")
+    if c.op == "create":
+        return [f"its tokens' sub claim components set to {value_words(components)} (the role trusts both forms this run)"]
+    if c.op == "delete":
+        return [f"its sub claim components given back: {value_words(_prop(c.old, 'original'))}"]
+    if c.op in ("update", "replace"):
+        return [f"its sub claim components change from {value_words(_prop(c.old, 'components'))} to {value_words(components)}"]
+    return []
+
+
 def project_section(project_id: int, path: tuple[str | None, str | None], resources: Sequence[ResourceChange]) -> str:
     old_path, new_path = path
     shown_path = new_path or old_path
@@ -313,7 +325,7 @@ def project_section(project_id: int, path: tuple[str | None, str | None], resour
     else:
         status = "changes"
     lines: list[str] = []
-    order = ("role", "inline-policy", "attachment", "inline-exclusive", "attachments-exclusive", "variable")
+    order = ("role", "inline-policy", "attachment", "inline-exclusive", "attachments-exclusive", "variable", "sub-claim")
     removed = {c.entry or "" for c in resources if c.kind == "inline-policy" and c.op == "delete"}
     for kind in order:
         for c in sorted((r for r in resources if r.kind == kind), key=lambda r: r.name):
@@ -323,6 +335,8 @@ def project_section(project_id: int, path: tuple[str | None, str | None], resour
                 lines += policy_lines(c)
             elif kind in ("inline-exclusive", "attachments-exclusive"):
                 lines += exclusive_lines(c, removed)
+            elif kind == "sub-claim":
+                lines += sub_claim_lines(c)
             else:
                 lines += variable_lines(c)
             if c.failed:

@@ -206,3 +206,21 @@ def test_a_widened_trust_is_named_even_when_its_subjects_change_too():
     lines = item(classify(collect(refresh), []).iam, "shop/cart").lines
     assert any("now also admits" in line for line in lines)
     assert any("beyond its GitLab subjects" in line for line in lines)
+
+
+SUB_CLAIM = "pulumi-python:dynamic/fleet:SubClaimComponents"
+
+
+def test_sub_claim_components_edited_in_gitlab_are_gitlab_drift():
+    """With protectedRefsOnly on self-managed, someone drops ref_protected from a project's components by hand."""
+    ours = ["project_id", "ref_type", "ref", "ref_protected"]
+    old = ev.state(SUB_CLAIM, "project-1-sub-claim", id="1", parents=[ev.urn("gitlab-aws-oidc-fleet:index:ProjectAccess",
+                                                                              "project-1")][:0],
+                   inputs={"projectId": 1, "components": ours, "original": ["project_path", "ref_type", "ref"]})
+    now = dict(old, outputs=dict(old["outputs"], components=["project_id", "ref_type", "ref"]))
+    events = ev.numbered([ev.pre(ev.step("refresh", old, old)), ev.outputs(ev.step("update", old, now)),
+                          ev.summary({"update": 1})])
+    drift = classify(collect(ev.parse(events)), [])
+    [item_] = drift.gitlab
+    assert item_.project_id == 1 and "sub claim components were edited in GitLab" in item_.lines[0]
+    assert "ref\\_protected" in item_.lines[0]

@@ -153,3 +153,11 @@ def test_another_project_added_to_a_trust_is_never_worded_as_a_rename():
                                           "project_path:attacker/x:ref_type:branch:ref:main"}), audiences=frozenset({"a"}))
     [line] = trust_change_lines(old, new, project_path="shop/cart")
     assert "follows the project" not in line and line.startswith("now also admits") and "attacker/x" in line
+
+
+def test_the_preview_says_when_a_projects_sub_claim_components_are_set():
+    new = ev.state("pulumi-python:dynamic/fleet:SubClaimComponents", "project-1-sub-claim",
+                   inputs={"projectId": 1, "components": ["project_id", "ref_type", "ref"]})
+    md = render_preview(collect(ev.parse(ev.numbered([ev.pre(ev.step("create", None, new)), ev.summary({"create": 1})]))),
+                        stack="dev")
+    assert "sub claim components set to" in md and "project\\_id" in md

@@ -329,7 +329,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.inventory:  # a saved listing can be of any group
         _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
     deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
-    plan = build_plan(config, listing, args.stack, deployed, library=library, region=region_of(stack))
+    plan = build_plan(config, listing, args.stack, deployed, library=library, region=region_of(stack),
+                      restoring=deployed.sub_claims if deployed else None)
     if deployed is None:
         print("note: role names assume the stack holds no roles yet; for a deployed stack, pass --deployed FILE "
               "(pulumi stack output --json) to see the names pulumi up keeps", file=sys.stderr)

@@ -2,7 +2,8 @@
 
 `pulumi up` reads them from the stack's own previous outputs; `plan --deployed FILE` from
 `pulumi stack output --json` saved to a file. Names already deployed win over the naming rule, so
-that no project's role is renamed because another project came, went or was skipped.
+that no project's role is renamed because another project came, went or was skipped. The same outputs
+say what each project's sub-claim resource holds (`subClaims`), which the plan trusts while it goes.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from .errors import FleetError
 from .inventory import Project
 from .jsonfile import read_json
 from .spelling import spell
+from .trust import HeldSubClaims
 
 OUTPUT = "roleNames"
 ROLES_OUTPUT = "roles"
 POLICIES_OUTPUT = "policies"  # project id -> {"attached": [ARN, ...], "inline": {name: characters}}
+SUB_CLAIMS_OUTPUT = "subClaims"  # project id -> {"components": set by the stack, "original": found before}
 _ROLE_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 _PROJECT_ID_RE = re.compile(r"[1-9][0-9]{0,18}")
 
@@ -57,6 +60,7 @@ class Deployed:
     names: Mapping[int, str] = field(default_factory=dict)  # project id -> role name
     reserved: frozenset[str] = frozenset()  # names of roles whose project the listing does not show
     policies: Mapping[int, DeployedPolicies] = field(default_factory=dict)
+    sub_claims: Mapping[int, HeldSubClaims] = field(default_factory=dict)  # see parse_sub_claims
 
 
 def _count(value: Any) -> int | None:
@@ -85,11 +89,36 @@ def parse_policies(value: Any, source: str) -> dict[int, DeployedPolicies]:
     return out
 
 
+def _claim_names(value: Any) -> tuple[str, ...] | None:
+    return tuple(value) if isinstance(value, list) and value and all(isinstance(c, str) for c in value) else None
+
+
+def parse_sub_claims(value: Any, source: str) -> dict[int, HeldSubClaims]:
+    """The `subClaims` output: per project, the sub claim components the stack set and those it found before
+    (given back when it stops setting them); None (a stack that never set any) is empty."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise FleetError(f"{source}: {SUB_CLAIMS_OUTPUT} is {type(value).__name__}, not a map of project id to "
+                         "{components, original}; nothing was planned.")
+    out: dict[int, HeldSubClaims] = {}
+    for key, item in value.items():
+        components = _claim_names(item.get("components")) if isinstance(item, Mapping) else None
+        original = _claim_names(item.get("original")) if isinstance(item, Mapping) else None
+        if not isinstance(key, str) or not _PROJECT_ID_RE.fullmatch(key) or components is None or original is None:
+            raise FleetError(f"{source}: {SUB_CLAIMS_OUTPUT} entry {spell(key)} is not a project id with the components "
+                             "the stack set and found before (components, original); nothing was planned.")
+        out[int(key)] = HeldSubClaims(components, original)
+    return out
+
+
 def deployed_names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
                    owner_of: Callable[[str], int | None] | None = None) -> Deployed:
-    """What a stack holds, from its outputs: role names (see `_names`) and each role's policies."""
+    """What a stack holds, from its outputs: role names (see `_names`), each role's policies and each project's
+    sub-claim resource."""
     return dataclasses.replace(_names(outputs, projects, source, owner_of),
-                               policies=parse_policies(outputs.get(POLICIES_OUTPUT), source))
+                               policies=parse_policies(outputs.get(POLICIES_OUTPUT), source),
+                               sub_claims=parse_sub_claims(outputs.get(SUB_CLAIMS_OUTPUT), source))
 
 
 def _names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
@@ -127,7 +156,7 @@ def _names(outputs: Mapping[str, Any], projects: Iterable[Project], source: str,
 
 
 def load_deployed(path: str, projects: Iterable[Project]) -> Deployed:
-    """Names from a file holding the stack's outputs (`pulumi stack output --json > FILE`)."""
+    """What a stack holds (see `deployed_names`), from a file holding its outputs (`pulumi stack output --json > FILE`)."""
     outputs = read_json(path, "stack outputs")
     if not isinstance(outputs, Mapping):
         raise FleetError(f"{path}: expected the stack's outputs as a JSON object (pulumi stack output --json)")

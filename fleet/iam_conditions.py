@@ -19,6 +19,10 @@ Modelled (AWS IAM User Guide, "Condition operators", "Single-valued vs. multival
   default matches nothing; `*`/`?` are wildcards only where the policy text itself has them, in
   StringLike/StringNotLike.
 
+A caller that cannot give the request's value of some keys (`unknown`) gets an over-approximation of
+admission: a condition that tests such a key, or names it in a variable, is taken to hold in an Allow
+statement and to fail in a Deny statement.
+
 Anything else (another operator, NotPrincipal, a malformed statement) raises `Unsupported`: the
 caller reports that the policy could not be judged rather than guessing.
 """
@@ -192,6 +196,16 @@ class Condition:
     values: tuple[tuple[_Piece, ...], ...]
     raw_values: tuple[str, ...]  # as the policy writes them
 
+    @property
+    def variable_keys(self) -> frozenset[str]:
+        """The keys its values name in policy variables (lowercased)."""
+        return frozenset(p.key for pieces in self.values for p in pieces if isinstance(p, _Var))
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """Every request key it reads: its own and those of its variables (lowercased)."""
+        return self.variable_keys | {self.key}
+
     def holds(self, context: Mapping[str, str]) -> bool:
         op = self.operator
         actual = context.get(self.key)
@@ -261,8 +275,11 @@ class Statement:
         hit = any(_glob(a, action) for a in self.actions)
         return hit != self.not_action
 
-    def condition_holds(self, context: Mapping[str, str]) -> bool:
-        return all(c.holds(context) for c in self.conditions)
+    def condition_holds(self, context: Mapping[str, str], unknown: frozenset[str] = frozenset()) -> bool:
+        """Whether every condition holds; one reading an `unknown` key holds in an Allow, fails in a Deny."""
+        if self.effect == "Deny":
+            return all(c.holds(context) and not (c.keys & unknown) for c in self.conditions)
+        return all(c.holds(context) or bool(c.keys & unknown) for c in self.conditions)
 
 
 def _principals(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -309,12 +326,14 @@ class Policy:
 
     statements: tuple[Statement, ...]
 
-    def decide(self, principal: str, context: Mapping[str, str], action: str = WEB_IDENTITY_ACTION) -> str:
-        """ALLOW, DENY (an explicit Deny matched) or NO_MATCH (implicitly denied). Context keys ignore case."""
+    def decide(self, principal: str, context: Mapping[str, str], action: str = WEB_IDENTITY_ACTION,
+               unknown: frozenset[str] = frozenset()) -> str:
+        """ALLOW, DENY (an explicit Deny matched) or NO_MATCH (implicitly denied). Context keys ignore case;
+        `unknown`: lowercased keys whose value the request is not known to have (see the module's docstring)."""
         lowered = {k.lower(): v for k, v in context.items()}
         allowed = False
         for s in self.statements:
-            if s.names(principal) and s.covers(action) and s.condition_holds(lowered):
+            if s.names(principal) and s.covers(action) and s.condition_holds(lowered, unknown):
                 if s.effect == "Deny":
                     return DENY
                 allowed = True

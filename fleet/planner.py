@@ -33,6 +33,7 @@ from .trust import (
     SWITCHING,
     TRUST_POLICY_MAX_CHARS,
     Components,
+    HeldSubClaims,
     ProjectRef,
     SubjectPlan,
     condition_prefix,
@@ -81,12 +82,16 @@ def check_version(config: FleetConfig, inventory: Inventory, setting: str) -> No
         raise PlanError(f"{setting} needs GitLab {needed} or later ({what}), and the listing does not say the "
                         f"instance's version (GET /version): list the group again with `fleet inventory`.")
     parsed = version_of(version)
-    if parsed is None or parsed < SUB_COMPONENTS_VERSION:
+    if parsed is None:
+        raise PlanError(f"{setting} needs GitLab {needed} or later ({what}), and the instance's GET /version answered "
+                        f"{spell(version)}, which could not be read as a version: check what the instance answers (or "
+                        "the listing's gitlab_version), or remove the setting.")
+    if parsed < SUB_COMPONENTS_VERSION:
         raise PlanError(f"{setting} needs GitLab {needed} or later for {what}, but the instance runs {version}: "
                         "upgrade GitLab or remove the setting.")
 
 
-def plan_subjects(config: FleetConfig, projects: list[Project], restoring: Mapping[int, Components],
+def plan_subjects(config: FleetConfig, projects: list[Project], restoring: Mapping[int, HeldSubClaims],
                   skipped: list[Skipped]) -> dict[int, SubjectPlan]:
     """Each project's subject plan; projects whose hand-made `sub` cannot be trusted go to `skipped`."""
     wanted, setting = wanted_sub(config)
@@ -112,10 +117,11 @@ def plan_subjects(config: FleetConfig, projects: list[Project], restoring: Mappi
 
 def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: Deployed | None = None, *,
                library: Mapping[str, Entry] | None = None, region: str = "",
-               restoring: Mapping[int, Components] | None = None) -> Plan:
+               restoring: Mapping[int, HeldSubClaims] | None = None) -> Plan:
     """The plan for one stack. `deployed`: the role names the stack holds now (none before its first `up`);
     `library`: the policy library (`policy_library.load_library`); `region`: the stack's aws:region;
-    `restoring`: the sub components the stack set before on projects it no longer manages (given back in this run)."""
+    `restoring`: what the stack's sub-claim resources hold (`Deployed.sub_claims`); a project the stack no longer
+    manages gets its `original` back in this run."""
     check_group(config, inventory)
     setting = wanted_sub(config)[1]
     if setting is not None:

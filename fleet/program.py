@@ -23,14 +23,14 @@ from . import guard
 from .adoption import Adoption
 from .config import FleetConfig, parse_config
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, Deployed, deployed_names
+from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, SUB_CLAIMS_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError
 from .gitlab_api import GitLabAPI, RetryPolicy
 from .plan import MANAGED_BY, Plan
 from .planner import build_plan
 from .policies import stack_library
-from .resources import SUB_CLAIMS_OUTPUT, declare
+from .resources import declare
 from .spelling import spell
 from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
 
@@ -106,23 +106,6 @@ def previous_outputs() -> tuple[dict[str, Any], str]:
         details = _sync_await(reference.get_output_details(key))
         outputs[key] = details.value if details.value is not None else details.secret_value  # a secret output too
     return outputs, f"the outputs of stack {name}"
-
-
-def restoring_of(outputs: dict[str, Any], source: str) -> dict[int, tuple[str, ...]]:
-    """The sub claim components the stack found before setting its own, by project (its `subClaims` output):
-    what a project gets back when the stack stops managing them."""
-    held = outputs.get(SUB_CLAIMS_OUTPUT) or {}
-    if not isinstance(held, dict):
-        raise FleetError(f"{source}: {SUB_CLAIMS_OUTPUT} is not an object; nothing was planned.")
-    out: dict[int, tuple[str, ...]] = {}
-    for key, value in held.items():
-        original = value.get("original") if isinstance(value, dict) else None
-        if not (isinstance(key, str) and key.isascii() and key.isdigit()) or not isinstance(original, list) \
-                or not all(isinstance(c, str) for c in original):
-            raise FleetError(f"{source}: {SUB_CLAIMS_OUTPUT} entry {spell(key)} is not a project id with the "
-                             "components found before (original); nothing was planned.")
-        out[int(key)] = tuple(original)
-    return out
 
 
 def role_tags(name: str) -> dict[str, str] | None:
@@ -238,7 +221,7 @@ def make_plan(config: FleetConfig, token: str, stack: str, stacks_dir: Path = DE
     inventory = fetch_inventory(config.gitlab, token, progress=pulumi.log.info)
     deployed = deployed_names(outputs, inventory.projects, source, owner_of=role_owner)
     plan = build_plan(config, inventory, stack, deployed, library=library, region=pulumi.Config("aws").get("region") or "",
-                      restoring=restoring_of(outputs, source))
+                      restoring=deployed.sub_claims)
     check_overlaps(config_target(stack, config), others, inventory, (p.id for p in plan.projects))
     adoption = check_collisions(config, plan, deployed, token)
     if not pulumi.runtime.is_dry_run():  # `up`: the guard, from the names held and planned (a preview shows them all)

@@ -17,12 +17,11 @@ import pulumi_gitlab as gitlab
 
 from .adoption import Adoption
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, deployed_output
+from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, SUB_CLAIMS_OUTPUT, deployed_output
 from .plan import MANAGED_BY, ROLE_VARIABLE, Plan, PolicyPlan, ProjectPlan
 from .sub_claims import SubClaimComponents
 
 COMPONENT_TYPE = "gitlab-aws-oidc-fleet:index:ProjectAccess"
-SUB_CLAIMS_OUTPUT = "subClaims"  # project id -> {"components": set, "original": found before}
 
 
 def _must_equal(planned: str, what: str) -> Callable[[str], str]:

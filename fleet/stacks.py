@@ -2,7 +2,9 @@
 
 Two stacks overlap when some project could get its CI/CD variables from both: same GitLab instance,
 same environment scope, and groups that are equal or nested (when the outer one includes
-subgroups), or a project shared into one stack's group that lies in the other's.
+subgroups), or a project shared into one stack's group that lies in the other's. Whatever their
+scopes, one stack owns a project's sub claim components: two stacks that could both take a project
+are refused when either sets them.
 """
 
 from __future__ import annotations
@@ -203,7 +205,9 @@ def _takes(target: Target, group_path: str | None, project: Project) -> bool:
 
 def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory, planned: Iterable[int]) -> None:
     """Refuse when another stack on this instance with this environment scope could write the variables of a
-    project this stack plans.
+    project this stack plans, or another stack on this instance could take it and either sets sub claim
+    components (the second would record the first's value as the one to give back, and the first, when it
+    goes, would give back what the second's roles no longer trust).
 
     `inventory` is this stack's listing (it resolves numeric group ids and says where projects are shared);
     `planned` the ids of the projects given roles.
@@ -216,9 +220,7 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
     for other in others:
         if other.instance != mine.instance:
             continue
-        differ = (other.subject, other.protected_refs_only) != (mine.subject, mine.protected_refs_only) and (
-            other.sets_sub_claims or mine.sets_sub_claims)
-        if other.scope != mine.scope and not differ:
+        if other.scope != mine.scope and not (other.sets_sub_claims or mine.sets_sub_claims):
             continue
         other_path = known.get(other.group) if is_numeric_id(other.group) else other.group
         unplaceable = other.include_subgroups or any(p.namespace_id is None for p in projects)
@@ -229,13 +231,15 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
         both = [p.path for p in projects if _takes(other, other_path, p)]
         if both:
             listed = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
-            (problems if other.scope == mine.scope else claims).append(f"{other.describe()} could also take {listed}")
-    if claims:  # each run would set the projects' sub claim components back to its own form
+            if other.scope == mine.scope:
+                problems.append(f"{other.describe()} could also take {listed}")
+            else:
+                claims.append(f"stack {mine.stack} and {other.describe()} could both take {listed}")
+    if claims:
         raise FleetError(
-            f"stack {mine.stack} (fleet:trust subject {mine.subject}, protectedRefsOnly {str(mine.protected_refs_only).lower()}) "
-            f"and other stacks on {mine.instance} with other fleet:trust subject settings could set the sub claim "
-            f"components of the same projects, each run undoing the other's: {'; '.join(claims)}. Give these stacks "
-            "the same fleet:trust.subject and protectedRefsOnly, or let one of them leave those projects out.")
+            f"{'; '.join(claims)}, and one stack owns a project's sub claim components, which at least one of them "
+            "sets (fleet:trust.subject id, or protectedRefsOnly on a self-managed instance): let one of them leave those "
+            "projects out (fleet:gitlab.exclude, includeSubgroups, includeShared), or have neither set them.")
     if problems:
         raise FleetError(
             f"stack {mine.stack} targets {mine.instance} with environment scope {spell(mine.scope)}, and so do other stacks "

@@ -1,8 +1,10 @@
 """One project attribute the stack sets, `ci_id_token_sub_claim_components`, as a Pulumi dynamic resource.
 
 Only that attribute, never the whole project: destroying a `gitlab.Project` resource deletes the project.
-Create reads the value it finds (kept as the output `original`) and sets the stack's; update sets; read
-reads it back (a refresh sees a change made by hand); delete gives `original` back.
+Create reads the value it finds (kept as the output `original`) and sets the stack's (kept as `applied`);
+update sets; read reads it back (a refresh sees a change made by hand); delete gives `original` back when
+the project still holds what the stack set. A project the token can no longer change (not Maintainer) or
+that is gone is let go with a warning instead of failing the run: the refresh keeps what was recorded.
 
 The GitLab token is read where the provider runs (GITLAB_TOKEN, else the stack secret gitlab:token that
 Pulumi hands to `configure`), never taken as an input or given as an output: those are kept in the
@@ -12,6 +14,7 @@ stack's state, which every holder of its passphrase can read.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import gitlab
@@ -83,10 +86,15 @@ class SubClaimProvider(ResourceProvider):
         except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as err:
             raise SubClaimError(f"could not {what} {ATTRIBUTE} of project {project} at {api_url}: {err}.") from err
 
+    def find(self, project: int, api_url: str) -> list[str] | None:
+        """The project's components as GitLab shows them; None when it does not show them (the token's user is
+        not Maintainer of the project, or GitLab is older than 17.10)."""
+        data = self._call("read", project, api_url, "get")
+        return _components(data.get(ATTRIBUTE) if isinstance(data, dict) else None)
+
     def get(self, project: int, api_url: str) -> list[str]:
         """The project's components as GitLab shows them."""
-        data = self._call("read", project, api_url, "get")
-        found = _components(data.get(ATTRIBUTE) if isinstance(data, dict) else None)
+        found = self.find(project, api_url)
         if found is None:
             raise SubClaimError(f"GitLab at {api_url} does not show {ATTRIBUTE} of project {project}: it needs "
                                 "GitLab 17.10 or later and a token whose user is Maintainer of the project.")
@@ -101,10 +109,10 @@ class SubClaimProvider(ResourceProvider):
                                 f"{components} with {kept}: the instance may be too old for these components.")
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        project, api_url = int(props["projectId"]), str(props["apiUrl"])
+        project, api_url, wanted = int(props["projectId"]), str(props["apiUrl"]), list(props["components"])
         original = self.get(project, api_url)
-        self.put(project, api_url, list(props["components"]))
-        return CreateResult(str(project), {**props, "original": original})
+        self.put(project, api_url, wanted)
+        return CreateResult(str(project), {**props, "original": original, "applied": wanted})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [key for key in ("projectId", "apiUrl") if olds.get(key) != news.get(key)]
@@ -112,23 +120,70 @@ class SubClaimProvider(ResourceProvider):
         return DiffResult(changes=changed, replaces=replaces, delete_before_replace=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        self.put(int(news["projectId"]), str(news["apiUrl"]), list(news["components"]))
-        return UpdateResult({**news, "original": olds.get("original")})
+        wanted = list(news["components"])
+        self.put(int(news["projectId"]), str(news["apiUrl"]), wanted)
+        return UpdateResult({**news, "original": olds.get("original"), "applied": wanted})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         project, api_url = int(props.get("projectId") or id_), str(props["apiUrl"])
         try:
-            current = self.get(project, api_url)
+            current = self.find(project, api_url)
         except SubClaimError as err:
-            if isinstance(err.__cause__, gitlab.exceptions.GitlabHttpError) and err.__cause__.response_code == 404:
+            if _status(err) == 404:
                 return ReadResult("", {})  # the project is gone: so is its attribute
-            raise
+            if _status(err) != 403:
+                raise
+            current = None
+        if current is None:  # it was shown when the stack set it: the token's user is no longer Maintainer
+            _warn(f"cannot read {ATTRIBUTE} of project {project}: not Maintainer; kept what the stack recorded.")
+            return ReadResult(id_, props)
         return ReadResult(id_, {**props, "components": current})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        project, api_url = int(props["projectId"]), str(props["apiUrl"])
         original = _components(props.get("original"))
-        if original is not None:
-            self.put(int(props["projectId"]), str(props["apiUrl"]), original)
+        # what this resource set; `components` for one created before `applied` was recorded
+        applied = _components(props.get("applied", props.get("components")))
+        if original is None:
+            return
+        cannot = (f"cannot restore {ATTRIBUTE} on project {project}: not Maintainer; left as it is, not given back "
+                  f"{_words(original)}.")
+        try:
+            current = self.find(project, api_url)
+        except SubClaimError as err:
+            if _status(err) == 404:
+                return  # the project is gone, and its attribute with it
+            if _status(err) != 403:
+                raise
+            current = None
+        if current is None:
+            _warn(cannot)
+            return
+        if current != applied:  # changed since, by hand or by another stack: not ours to undo
+            _warn(f"did not restore {ATTRIBUTE} of project {project} to {_words(original)}: it holds {_words(current)}, "
+                  f"not what this stack set ({_words(applied)}); left as it is.")
+            return
+        try:
+            self.put(project, api_url, original)
+        except SubClaimError as err:
+            if _status(err) != 403:
+                raise
+            _warn(cannot)
+
+
+def _status(err: SubClaimError) -> int | None:
+    """The HTTP status GitLab answered with, when that was the error."""
+    cause = err.__cause__
+    return cause.response_code if isinstance(cause, gitlab.exceptions.GitlabHttpError) else None
+
+
+def _words(components: list[str] | None) -> str:
+    return ", ".join(components) if components else "nothing"
+
+
+def _warn(message: str) -> None:
+    """A warning from where the provider runs: Pulumi shows a dynamic provider's output with the resource."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 class SubClaimComponents(pulumi.dynamic.Resource, module="fleet", name="SubClaimComponents"):

@@ -131,14 +131,23 @@ class SubjectPlan:
     managed: bool  # the stack sets the project's components (a sub-claim resource)
 
 
+@dataclass(frozen=True)
+class HeldSubClaims:
+    """One project's entry in a stack's `subClaims` output: what its sub-claim resource holds."""
+
+    components: Components  # what the stack set
+    original: Components  # what it found before, given back when the resource goes
+
+
 def plan_subject(listed: Components | None, wanted: Components, *, managed: bool,
-                 restoring: Components | None = None) -> SubjectPlan | str:
+                 restoring: HeldSubClaims | None = None) -> SubjectPlan | str:
     """The project's subject plan, or why it cannot get a role (a hand-made form this program cannot trust).
 
-    `listed`: its components in the listing (None: not shown, then GitLab's default is assumed: a hand-made
-    form fails closed). `managed`: the stack sets them to `wanted`; the caller refuses a project whose
-    components are not listed then. `restoring`: the components the stack set before, about to be given back
-    (its sub-claim resource is deleted in this run, which restores them).
+    `listed`: its components in the listing (None: not shown, then what the stack set, if it did, else GitLab's
+    default is assumed: a hand-made form fails closed). `managed`: the stack sets them to `wanted`; the caller
+    refuses a project whose components are not listed then. `restoring`: what the stack's sub-claim resource
+    holds for the project; when the stack no longer manages it, the resource is deleted in this run, which
+    gives `original` back.
     """
     if managed:
         assert listed is not None, "a managed project's components must be listed"
@@ -148,12 +157,15 @@ def plan_subject(listed: Components | None, wanted: Components, *, managed: bool
         if wrong:
             return f"{wrong}; set it back to {', '.join(wanted)} (or GitLab's default) to have it managed"
         return SubjectPlan(wanted, SWITCHING, (listed, wanted), True)
-    current = listed or DEFAULT_COMPONENTS
+    current = listed
+    if current is None:  # not shown: what the stack set, if it did, else GitLab's default
+        current = restoring.components if restoring is not None else DEFAULT_COMPONENTS
     wrong = components_problem(current)
     if wrong:
         return f"{wrong}; set it back to GitLab's default ({', '.join(DEFAULT_COMPONENTS)})"
-    if restoring is not None and restoring != current and components_problem(restoring) is None:
-        return SubjectPlan(restoring, SWITCHING, (current, restoring), False)
+    back = restoring.original if restoring is not None else None
+    if back is not None and back != current and components_problem(back) is None:
+        return SubjectPlan(back, SWITCHING, (current, back), False)
     return SubjectPlan(current, APPLIED if current == DEFAULT_COMPONENTS else CUSTOM, (current,), False)
 
 

@@ -421,3 +421,23 @@ def test_a_bad_policy_selection_is_refused_before_gitlab_is_asked(tmp_path):
         assert double.requests == []
     assert result.returncode == 78, result.stderr
     assert 'fleet:policies.default: "s3-artefacts" is not in the policy library (did you mean s3-artifacts?)' in result.stderr
+
+
+def test_plan_with_deployed_outputs_trusts_both_forms_while_a_stack_gives_its_sub_claims_back(tmp_path, capsys):
+    """Back from fleet:trust.subject id to path: as under `pulumi up`, the set form and the one given back."""
+    stacks = tmp_path / "stacks"
+    write_stack(stacks, "t", gitlab={"url": "https://gitlab.example.com", "group": "shop"})
+    sample = json.loads((ROOT / "samples/shop.inventory.json").read_text())
+    sample["projects"] = [p for p in sample["projects"] if p["id"] == 101]
+    by_id, default = ["project_id", "ref_type", "ref"], ["project_path", "ref_type", "ref"]
+    sample["projects"][0]["ci_id_token_sub_claim_components"] = by_id
+    (tmp_path / "inv.json").write_text(json.dumps(sample))
+    (tmp_path / "outputs.json").write_text(json.dumps({"roleNames": {"101": "gitlab-shop-cart"},
+                                                       "subClaims": {"101": {"components": by_id, "original": default}}}))
+    args = ["plan", "--stack", "t", "--stacks-dir", str(stacks), "--inventory", str(tmp_path / "inv.json"), "--format", "json"]
+    assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 0
+    [cart] = json.loads(capsys.readouterr().out)["projects"]
+    assert cart["subject"] == {"components": default, "phase": "switching", "managed": False}
+    (tmp_path / "outputs.json").write_text(json.dumps({"roleNames": {}, "subClaims": {"101": {"original": default}}}))
+    assert main([*args, "--deployed", str(tmp_path / "outputs.json")]) == 1
+    assert 'subClaims entry "101" is not a project id with the components the stack set and found' in capsys.readouterr().err

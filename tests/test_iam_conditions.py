@@ -181,3 +181,20 @@ def test_one_condition_agrees_with_the_tests_independent_evaluator(operator, val
     context = {SUB: actual, AUD: "A*"}
     expected = iam_eval.allows(document, federated=PROVIDER, action="sts:AssumeRoleWithWebIdentity", context=context)
     assert allows(document, PROVIDER, context) is expected
+
+
+def test_conditions_on_unknown_keys_hold_in_allow_and_fail_in_deny():
+    region = {"StringEquals": {AUD: "https://gitlab.example.com", "aws:RequestedRegion": "eu-west-1"}}
+    unknown = frozenset({"aws:requestedregion", "sts:rolesessionname"})
+    assert parse_policy(policy(region)).decide(PROVIDER, TOKEN) == NO_MATCH
+    assert parse_policy(policy(region)).decide(PROVIDER, TOKEN, unknown=unknown) == ALLOW
+    # a known key is still evaluated next to it
+    wrong_aud = {"StringEquals": {AUD: "sts.amazonaws.com", "aws:RequestedRegion": "eu-west-1"}}
+    assert parse_policy(policy(wrong_aud)).decide(PROVIDER, TOKEN, unknown=unknown) == NO_MATCH
+    # a variable naming an unknown key makes its condition unknown too
+    chosen = {"StringLike": {SUB: "project_id:${sts:RoleSessionName}:*"}}
+    assert parse_policy(policy(chosen)).decide(PROVIDER, TOKEN, unknown=unknown) == ALLOW
+    deny = {"Effect": "Deny", "Principal": {"Federated": PROVIDER}, "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringNotLike": {"sts:RoleSessionName": "ci-*"}}}
+    assert parse_policy(policy({"StringEquals": {SUB: CART_MAIN}}, more=(deny,))).decide(PROVIDER, TOKEN) == DENY
+    assert parse_policy(policy({"StringEquals": {SUB: CART_MAIN}}, more=(deny,))).decide(PROVIDER, TOKEN, unknown=unknown) == ALLOW

@@ -9,6 +9,7 @@ from fleet.errors import PlanError
 from fleet.globs import path_glob
 from fleet.inventory import parse_inventory
 from fleet.planner import build_plan
+from fleet.trust import HeldSubClaims
 from tests.gitlab_double import make_group, make_project
 from tests.helpers import make_config
 
@@ -247,6 +248,11 @@ def test_an_instance_too_old_or_of_unknown_version_is_refused_in_one_sentence(tr
     assert "needs GitLab 18.7 or later" in message and "runs 17.11.2" in message and message.count(". ") == 0
     with pytest.raises(PlanError, match=r"does not say the instance's version \(GET /version\)"):
         build_plan(config, listing(project), "s")
+    with pytest.raises(PlanError) as info:
+        build_plan(config, versioned("v18.7", project), "s")
+    message = str(info.value)
+    assert 'GET /version answered "v18.7", which could not be read as a version' in message, message
+    assert "upgrade" not in message and message.count(". ") == 0
     assert build_plan(config, versioned("18.7.1-ee", project), "s").projects
 
 
@@ -274,11 +280,15 @@ def test_a_managed_sub_needs_a_maintainer_token_that_sees_the_components():
 
 
 def test_a_stack_that_stops_managing_trusts_what_it_gives_back_until_it_is_back():
-    inv = versioned("18.7.0", p(7, "shop/cart", sub_claim_components=BY_ID_SUB))
-    plan = build_plan(make_config(), inv, "s", restoring={7: tuple(DEFAULT_SUB)})
-    [cart] = plan.projects
+    held = {pid: HeldSubClaims(tuple(BY_ID_SUB), tuple(DEFAULT_SUB)) for pid in (7, 8)}
+    inv = versioned("18.7.0", p(7, "shop/cart", sub_claim_components=BY_ID_SUB), p(8, "shop/hidden"))
+    plan = build_plan(make_config(), inv, "s", restoring=held)
+    cart, hidden = plan.projects
     assert cart.sub_phase == "switching" and not cart.manage_sub_claim and cart.sub_components == tuple(DEFAULT_SUB)
     assert subs(cart) == ["project_id:7:ref_type:branch:ref:main", "project_path:shop/cart:ref_type:branch:ref:main"]
+    # its components not listed (the token lost Maintainer there): its tokens still carry what the stack set
+    assert hidden.sub_phase == "switching"
+    assert subs(hidden) == ["project_id:8:ref_type:branch:ref:main", "project_path:shop/hidden:ref_type:branch:ref:main"]
 
 
 def test_both_forms_still_fit_iams_trust_policy_limit_or_the_plan_stops():

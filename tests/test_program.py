@@ -681,6 +681,27 @@ def test_a_stack_switched_back_to_path_trusts_both_until_the_components_are_give
         assert [p["ci_id_token_sub_claim_components"] for p in double.projects] == [DEFAULT_SUB, DEFAULT_SUB]
 
 
+def test_a_project_whose_components_are_hidden_when_the_stack_switches_back_still_trusts_its_tokens(
+        tmp_path, moto_account, capsys):
+    """The token lost Maintainer on shop/b: its tokens carry project_id until the restore, which cannot happen."""
+    from fleet.sub_claims import SubClaimProvider
+    with sub_claim_group() as double, mock_aws():
+        config = stack_config(double, trust={"refs": ["branch:main"], "subject": "id"})
+        iam = iam_client()
+        first, outputs = run(tmp_path, config, iam=iam)
+        roles, held = held_state(first, outputs, double)
+        double.hidden_sub_claims = {6}
+        created: list[FleetMocks] = []
+        run(tmp_path, {**config, "fleet:trust": {"refs": ["branch:main"]}}, iam=iam, held_roles=roles,
+            previous_outputs=outputs, created=created, held_sub_claims=held)
+        for sub in ("project_id:6:ref_type:branch:ref:main", "project_path:shop/b:ref_type:branch:ref:main"):
+            assert admitted(created[0], "gitlab-shop-b", sub, 6), sub
+        for state in held.values():  # the engine deletes the resources: the one it cannot restore is let go
+            SubClaimProvider().delete(str(state["projectId"]), state)
+        assert [p["ci_id_token_sub_claim_components"] for p in double.projects] == [DEFAULT_SUB, BY_ID_SUB]
+        assert "cannot restore ci_id_token_sub_claim_components on project 6: not Maintainer" in capsys.readouterr().err
+
+
 def test_subject_id_on_an_old_instance_or_without_maintainer_creates_nothing(tmp_path, moto_account):
     with sub_claim_group(version="17.11.2") as double:
         config = stack_config(double, trust={"refs": ["branch:main"], "subject": "id"})
@@ -698,7 +719,8 @@ def test_subject_id_on_an_old_instance_or_without_maintainer_creates_nothing(tmp
 
 def test_a_corrupt_sub_claims_output_is_refused(shop, tmp_path, moto_account):
     created: list[FleetMocks] = []
-    with pytest.raises(pulumi.RunError, match=r'subClaims entry "x" is not a project id with the components found before'):
+    with pytest.raises(pulumi.RunError, match=r'subClaims entry "x" is not a project id with the components the stack '
+                                              r'set and found before'):
         run(tmp_path, stack_config(shop), previous_outputs={"subClaims": {"x": {"original": ["project_path"]}}},
             created=created)
     assert created_nothing(created[0])

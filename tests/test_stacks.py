@@ -195,12 +195,27 @@ def test_stacks_of_other_scopes_that_set_different_sub_claims_on_one_project_are
     """dev sets `project_id` first, prod keeps the path: each run would undo the other's components."""
     write(tmp_path, "dev", "acme", trust={"subject": "id"})
     write(tmp_path, "prod", "acme", scope="production")
-    with pytest.raises(FleetError, match=r"other fleet:trust subject settings could set the sub claim components of the "
-                                         r"same projects.*stack prod \(group acme and its subgroups\) could also take"):
+    with pytest.raises(FleetError, match=r"^stack dev and stack prod \(group acme and its subgroups\) could both take "
+                                         r".*, and one stack owns a project's sub claim components, which at least one "
+                                         r"of them sets"):
         check(tmp_path, "dev", ACME)
-    write(tmp_path, "prod", "acme", scope="production", trust={"subject": "id"})
-    check(tmp_path, "dev", ACME)  # the same settings: fine
     write(tmp_path, "prod", "acme", scope="production", trust={"protectedRefsOnly": True})
     write(tmp_path, "dev", "acme", trust={"subject": "path"})
-    with pytest.raises(FleetError, match="subject settings"):
+    with pytest.raises(FleetError, match="one stack owns a project's sub claim components"):
         check(tmp_path, "dev", ACME)  # prod adds ref_protected on a self-managed instance
+
+
+def test_stacks_of_other_scopes_with_the_same_sub_claim_settings_on_one_project_are_refused_too(tmp_path):
+    """Both set `project_id` first: the second records the first's value as the one to give back, and the first,
+    when it goes, gives back GitLab's default under the second's id-only roles."""
+    write(tmp_path, "dev", "acme", trust={"subject": "id"})
+    write(tmp_path, "prod", "acme", scope="production", trust={"subject": "id"})
+    with pytest.raises(FleetError, match=r"^stack dev and stack prod \(group acme and its subgroups\) could both take "
+                                         r"acme/platform/tools/ci, acme/web/shop, and one stack owns a project's sub "
+                                         r"claim components"):
+        check(tmp_path, "dev", ACME)
+    write(tmp_path, "prod", "acme/platform", scope="production", trust={"subject": "id"})
+    write(tmp_path, "dev", "acme", trust={"subject": "id", "refs": ["branch:main"]}, exclude=["acme/platform/**"])
+    check(tmp_path, "dev", ACME)  # each owns its own projects
+    write(tmp_path, "prod", "acme", scope="production", url="https://gitlab.other.example", trust={"subject": "id"})
+    check(tmp_path, "dev", ACME)  # another instance

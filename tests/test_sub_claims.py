@@ -93,3 +93,49 @@ def test_the_token_is_read_where_the_provider_runs_and_never_kept(gitlab, monkey
     monkeypatch.setenv("GITLAB_TOKEN", "glpat-wrong")  # GITLAB_TOKEN wins, as for listing
     with pytest.raises(SubClaimError, match=r"rejected the token \(401\)"):
         provider.read("7", outs)
+
+
+def puts(double):
+    return [c for c in double.calls if c.method == "PUT"]
+
+
+@pytest.mark.parametrize("lost", ["hidden", "forbidden"])
+def test_a_project_the_token_no_longer_maintains_keeps_its_record_and_is_let_go_with_a_warning(gitlab, token, capsys,
+                                                                                              lost):
+    """Maintainer lost (attribute hidden, or 403): a refresh keeps what the stack recorded; the restore is skipped,
+    named in a warning, and the run goes on."""
+    provider = SubClaimProvider()
+    outs = provider.create(props(gitlab)).outs
+    if lost == "hidden":
+        gitlab.hidden_sub_claims = {7}
+    else:
+        gitlab.forbidden_tokens = {token}
+    read = provider.read("7", outs)
+    assert read.id == "7" and read.outs == outs
+    provider.delete("7", outs)
+    assert components(gitlab, 7) == BY_ID and len(puts(gitlab)) == 1  # only create's
+    assert "warning: cannot restore ci_id_token_sub_claim_components on project 7: not Maintainer" in capsys.readouterr().err
+
+
+def test_delete_gives_back_only_what_this_resource_set(gitlab, token, capsys):
+    """Changed since (by hand, or by another stack): left as it is, with a warning, even after a refresh saw it."""
+    provider = SubClaimProvider()
+    outs = provider.create(props(gitlab)).outs
+    next(p for p in gitlab.projects if p["id"] == 7)[ATTRIBUTE] = [*BY_ID, "ref_protected"]
+    refreshed = provider.read("7", outs).outs
+    assert refreshed["components"] == [*BY_ID, "ref_protected"]
+    provider.delete("7", refreshed)
+    assert components(gitlab, 7) == [*BY_ID, "ref_protected"] and len(puts(gitlab)) == 1
+    err = capsys.readouterr().err
+    assert "warning: did not restore ci_id_token_sub_claim_components of project 7" in err and "ref_protected" in err
+    updated = provider.update("7", refreshed, props(gitlab)).outs  # the next up sets the stack's value again
+    provider.delete("7", provider.read("7", updated).outs)
+    assert components(gitlab, 7) == DEFAULT
+
+
+def test_delete_of_a_project_that_is_gone_lets_it_go(gitlab, token):
+    provider = SubClaimProvider()
+    outs = provider.create(props(gitlab)).outs
+    gitlab.projects = [p for p in gitlab.projects if p["id"] != 7]
+    provider.delete("7", outs)
+    assert len(puts(gitlab)) == 1

@@ -176,6 +176,7 @@ from fleet.trust import (  # noqa: E402
     CUSTOM,
     DEFAULT_COMPONENTS,
     SWITCHING,
+    HeldSubClaims,
     components_problem,
     plan_subject,
     wanted_components,
@@ -315,6 +316,10 @@ def test_a_projects_own_form_is_trusted_as_set_or_the_project_is_refused():
                                              DEFAULT_COMPONENTS, managed=False)
     assert "set it back" in plan_subject(("project_path", "ref"), BY_ID, managed=True)
     # a stack that stops managing them gives the found value back in this run: both are trusted until then
-    back = plan_subject(BY_ID, DEFAULT_COMPONENTS, managed=False, restoring=DEFAULT_COMPONENTS)
+    held = HeldSubClaims(components=BY_ID, original=DEFAULT_COMPONENTS)
+    back = plan_subject(BY_ID, DEFAULT_COMPONENTS, managed=False, restoring=held)
     assert back.phase == SWITCHING and back.trusted == (BY_ID, DEFAULT_COMPONENTS) and back.components == DEFAULT_COMPONENTS
+    # not listed (the token is no longer Maintainer there): its tokens carry what the stack set, until the restore
+    hidden = plan_subject(None, DEFAULT_COMPONENTS, managed=False, restoring=held)
+    assert hidden.phase == SWITCHING and hidden.trusted == (BY_ID, DEFAULT_COMPONENTS)
     assert wanted_components("id", True) == BY_ID_PROTECTED and wanted_components("path", False) == DEFAULT_COMPONENTS

@@ -22,7 +22,7 @@ from .errors import FleetError
 from .iam_conditions import ALLOW, WEB_IDENTITY_ACTION, Condition, Policy, Statement, Unsupported, parse_policy
 from .inventory import Project
 from .plan import MANAGED_BY, Plan, ProjectPlan, Skipped
-from .trust import GITLAB_COM, condition_prefix
+from .trust import GITLAB_COM, canonical_policy, condition_prefix
 
 HIGH, MEDIUM, LOW = "high", "medium", "low"
 SEVERITIES = (HIGH, MEDIUM, LOW)
@@ -333,18 +333,6 @@ def _may_admit_anyone(trust: Any) -> bool:
     except Unsupported:
         return True
     return any(s.effect == "Allow" and "*" in s.principals and s.covers(WEB_IDENTITY_ACTION) for s in policy.statements)
-
-
-def canonical(value: Any) -> Any:
-    """A policy document compared as IAM reads it: key order, list order and one-item lists do not matter."""
-    if isinstance(value, Mapping):
-        return {k: canonical(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        items = [canonical(v) for v in value]
-        if len(items) == 1:
-            return items[0]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
-    return value
 
 
 def _pins(c: Condition) -> bool:
@@ -658,7 +646,7 @@ def audit_role(role: Role, *, stack: str, account_id: str, prefix: str, principa
             why = (f"skipped ({skipped.reason})" if skipped else "not in the group's listing") if project_id else "no gitlab-project-id tag"
             findings.append(finding("DIFFERS_FROM_PLAN", f"the plan has no role for project {project_id or '?'} ({why}): "
                                     "pulumi up deletes this role"))
-        elif canonical(role.trust) != canonical(planned.trust_policy):
+        elif canonical_policy(role.trust) != canonical_policy(planned.trust_policy):
             findings.append(finding("DIFFERS_FROM_PLAN", f"its trust policy is not the plan's for {planned.path} (edited "
                                     "outside the program?): pulumi up puts the plan's back; `fleet drift` shows the change"))
     try:

@@ -7,7 +7,6 @@ Item texts are GitLab Markdown with every value escaped (see fleet/report.py).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from .report import (
     value_words,
     variable_value,
 )
+from .trust import canonical_policy
 
 Category = Literal["iam", "gitlab", "membership"]
 CATEGORIES: tuple[Category, ...] = ("iam", "gitlab", "membership")
@@ -112,7 +112,8 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
         changed = trust_change_lines(old_trust, new_trust, project_path=path,
                                      old_known=old_trust is not None, new_known=new_trust is not None)
         lines += [f"trust policy edited: {line}" for line in changed] or ["trust policy edited"]
-    if _canonical(_without_subjects(old.get("assumeRolePolicy"))) != _canonical(_without_subjects(new.get("assumeRolePolicy"))):
+    if _without_subjects(canonical_policy(old.get("assumeRolePolicy"))) != \
+            _without_subjects(canonical_policy(new.get("assumeRolePolicy"))):
         # Same subjects and audiences, yet another document: a statement, principal, action or condition was added or
         # changed (e.g. another account or provider allowed). Never read as clean.
         lines.append("trust policy edited outside Pulumi beyond its GitLab subjects and audience (another statement, "
@@ -140,32 +141,11 @@ def _role_lines(c: ResourceChange, path: str | None, *, exclusives_known: bool) 
 
 def _without_subjects(document: Any) -> Any:
     """The trust policy with its GitLab `sub` and `aud` values left out (they are compared, in words, on their own)."""
-    if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except ValueError:
-            return document
     if isinstance(document, Mapping):
         return {k: _without_subjects(v) for k, v in document.items() if not k.endswith((":sub", ":aud"))}
     if isinstance(document, list):
         return [_without_subjects(v) for v in document]
     return document
-
-
-def _canonical(document: Any) -> Any:
-    """A policy document compared as IAM reads it: parsed JSON, keys in any order, a single value as a list of one."""
-    if isinstance(document, str):
-        try:
-            document = json.loads(document)
-        except ValueError:
-            return document
-    if isinstance(document, Mapping):
-        return {k: _canonical(v) for k, v in document.items()}
-    if isinstance(document, list):
-        items = [_canonical(v) for v in document]
-        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True)) if len(items) != 1 else items[0]
-    return document
-
 
 def _added_removed(what: str, before: set[str], after: set[str]) -> list[str]:
     lines = []

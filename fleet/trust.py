@@ -213,3 +213,23 @@ def _statement(sid: str, provider: str, condition: dict[str, Any]) -> dict[str, 
 def policy_size(policy: dict[str, Any]) -> int:
     """Characters IAM counts for a policy (no insignificant whitespace)."""
     return len(json.dumps(policy, separators=(",", ":")))
+
+
+def canonical_policy(document: Any) -> Any:
+    """A policy document as IAM compares it: parsed when given as JSON text, key order, list order and one-item
+    lists do not matter. Text that is not JSON is returned as it is."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except ValueError:
+            return document
+    return _canonical(document)
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        return items[0] if len(items) == 1 else sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
+    return value

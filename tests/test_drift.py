@@ -145,13 +145,7 @@ def test_a_trust_policy_widened_in_iam_is_drift_even_with_the_same_subjects():
     """Another statement letting a foreign account assume the role keeps the GitLab sub/aud conditions as they were."""
     import copy
     import json as json_
-    refresh = ev.parse(ev.clean_refresh_events())
-    role = next(e for e in refresh if e.res_outputs_event and e.res_outputs_event.metadata.urn.endswith("project-1-role"))
-    md = role.res_outputs_event.metadata
-    document = json_.loads(md.old.outputs["assumeRolePolicy"])
-    widened = copy.deepcopy(document)
-    widened["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
-                                 "Action": "sts:AssumeRole"})
+    refresh, md, document, widened = _cart_role_refreshed()
     md.new = copy.deepcopy(md.old)
     md.new.outputs = dict(md.old.outputs, assumeRolePolicy=json_.dumps(widened))
     md.op = type(md.op)("update")
@@ -187,13 +181,7 @@ def test_an_edit_by_hand_is_reported_once_under_its_cause():
 def test_a_widened_trust_is_named_even_when_its_subjects_change_too():
     import copy
     import json as json_
-    refresh = ev.parse(ev.clean_refresh_events())
-    role = next(e for e in refresh if e.res_outputs_event and e.res_outputs_event.metadata.urn.endswith("project-1-role"))
-    md = role.res_outputs_event.metadata
-    document = json_.loads(md.old.outputs["assumeRolePolicy"])
-    widened = copy.deepcopy(document)
-    widened["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
-                                 "Action": "sts:AssumeRole"})
+    refresh, md, _, widened = _cart_role_refreshed()
     statement = widened["Statement"][0]
     for operator in statement["Condition"].values():
         for key, values in operator.items():
@@ -224,3 +212,17 @@ def test_sub_claim_components_edited_in_gitlab_are_gitlab_drift():
     [item_] = drift.gitlab
     assert item_.project_id == 1 and "sub claim components were edited in GitLab" in item_.lines[0]
     assert "ref\\_protected" in item_.lines[0]
+
+
+def _cart_role_refreshed():
+    """A clean refresh, and the refresh step of shop/cart's role with its trust policy as a document to edit."""
+    import copy
+    import json as json_
+    refresh = ev.parse(ev.clean_refresh_events())
+    role = next(e for e in refresh if e.res_outputs_event and e.res_outputs_event.metadata.urn.endswith("project-1-role"))
+    md = role.res_outputs_event.metadata
+    document = json_.loads(md.old.outputs["assumeRolePolicy"])
+    widened = copy.deepcopy(document)
+    widened["Statement"].append({"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                                 "Action": "sts:AssumeRole"})
+    return refresh, md, document, widened

@@ -129,8 +129,10 @@ class SubClaimProvider(ResourceProvider):
         try:
             current = self.find(project, api_url)
         except SubClaimError as err:
-            if _status(err) == 404:
-                return ReadResult("", {})  # the project is gone: so is its attribute
+            if _status(err) == 404:  # deleted, or no longer visible to the token: GitLab answers both alike
+                _warn(f"project {project} was not found (deleted, or the token can no longer see it); kept what the "
+                      f"stack recorded of its {ATTRIBUTE}.")
+                return ReadResult(id_, props)
             if _status(err) != 403:
                 raise
             current = None
@@ -151,8 +153,10 @@ class SubClaimProvider(ResourceProvider):
         try:
             current = self.find(project, api_url)
         except SubClaimError as err:
-            if _status(err) == 404:
-                return  # the project is gone, and its attribute with it
+            if _status(err) == 404:  # deleted (its attribute with it), or out of the token's sight: say so either way
+                _warn(f"project {project} was not found (deleted, or the token can no longer see it): its {ATTRIBUTE} "
+                      f"was not given back {_words(original)}; if the project exists, restore it by hand.")
+                return
             if _status(err) != 403:
                 raise
             current = None

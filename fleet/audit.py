@@ -19,7 +19,16 @@ from typing import Any
 from urllib.parse import unquote
 
 from .errors import FleetError
-from .iam_conditions import ALLOW, WEB_IDENTITY_ACTION, Condition, Policy, Statement, Unsupported, parse_policy
+from .iam_conditions import (
+    ALLOW,
+    WEB_IDENTITY_ACTION,
+    Condition,
+    Policy,
+    Statement,
+    Unsupported,
+    parse_policy,
+    parse_statement,
+)
 from .inventory import Project
 from .plan import MANAGED_BY, Plan, ProjectPlan, Skipped
 from .trust import GITLAB_COM, canonical_policy, condition_prefix
@@ -30,8 +39,9 @@ SEVERITIES = (HIGH, MEDIUM, LOW)
 # code -> (severity, what it means): the README's findings table
 FINDINGS: dict[str, tuple[str, str]] = {
     "AUD_ONLY": (HIGH, "admits a project outside the group: any project on the instance can assume it"),
-    "PROJECT_PATTERN": (HIGH, "an Allow statement whose project is a pattern (or unconditioned) that can name projects "
-                        "outside the group (medium when it stays in the group's namespace: projects created later)"),
+    "PROJECT_PATTERN": (HIGH, "an Allow statement whose project is a pattern, a whole namespace, or unconditioned, that "
+                        "can name projects outside the group (medium when it stays in the group's namespace: projects "
+                        "created later)"),
     "MULTIPLE_PROJECTS": (HIGH, "admits more than one project of the group"),
     "OTHER_PRINCIPALS": (MEDIUM, "also trusts principals other than the issuer's provider (high when it trusts everyone)"),
     "UNPROTECTED_REFS": (MEDIUM, "admits a branch or tag of any name, which every Developer can push"),
@@ -212,16 +222,17 @@ def _probes(project_id: int, path: str, namespace_id: int | None, refs: Iterable
 
 
 def _like(pattern: str, text: str) -> bool:
-    """StringLike's `*` and `?` (case-sensitive)."""
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, text, re.DOTALL) is not None
+    """Whether `text` matches `pattern` under StringLike, as the evaluator reads it (`*`, `?`, `${*}`, ...)."""
+    statement = parse_statement({"Effect": "Allow", "Principal": "*", "Action": "*",
+                                 "Condition": {"StringLike": {"k": pattern}}}, True, 0)
+    return statement.condition_holds({"k": text})
 
 
 @dataclass(frozen=True)
 class NamedRef:
     ref_type: str  # "branch" | "tag"
     ref: str  # as the trust writes it: a name or a glob
-    any_type: bool  # named under a pattern for ref_type (`ref_type:*:ref:main`): a branch and a tag of that name
+    any_type: bool  # named under a ref_type pattern matching both types (`ref_type:*:ref:main`): a branch and a tag
 
     @property
     def label(self) -> str:
@@ -235,7 +246,7 @@ class NamedRef:
 
 def _named_refs(policy: Policy, prefix: str) -> set[NamedRef]:
     """The refs and ref globs the trust's sub values name (`...:ref_type:tag:ref:v*`, anywhere in a value),
-    probed for every project and the outsider. A pattern for ref_type names both a branch and a tag."""
+    probed for every project and the outsider. A pattern for ref_type names each type it matches."""
     key = f"{prefix}:sub".lower()
     refs: set[NamedRef] = set()
     for s in policy.statements:
@@ -247,8 +258,8 @@ def _named_refs(policy: Policy, prefix: str) -> set[NamedRef]:
                     kind, ref = match.groups()
                     if ref == "*":  # a lone * is what the any-branch/any-tag probes test
                         continue
-                    wild = "*" in kind or "?" in kind
-                    refs.update(NamedRef(t, ref, wild) for t in ("branch", "tag") if (_like(kind, t) if wild else kind == t))
+                    types = [t for t in ("branch", "tag") if _like(kind, t)]
+                    refs.update(NamedRef(t, ref, len(types) == 2) for t in types)
     return refs
 
 
@@ -425,14 +436,17 @@ class ProjectIndex:
     skipped: Mapping[int, Skipped]
     outsider_id: int  # an id no project of the listing has
     group: str  # the group's full path
+    namespaces: Mapping[str, str]  # a namespace id (as text) the listing gives -> that namespace's full path
 
     @classmethod
     def of(cls, projects: Sequence[Project], plan: Plan) -> ProjectIndex:
         by_path: dict[str, list[int]] = {}
         for p in projects:
             by_path.setdefault(p.path, []).append(p.id)
+        namespaces = {str(p.namespace_id): p.path.rpartition("/")[0] for p in projects if p.namespace_id is not None}
         return cls(tuple(projects), {p.id: p for p in projects}, by_path, {p.id: p for p in plan.projects},
-                   {s.id: s for s in plan.skipped}, max([p.id for p in projects], default=0) + 1_000_003, plan.group)
+                   {s.id: s for s in plan.skipped}, max([p.id for p in projects], default=0) + 1_000_003, plan.group,
+                   namespaces)
 
 
 def candidates(policy: Policy, prefix: str, principals: Sequence[str], index: ProjectIndex) -> set[int] | None:
@@ -511,6 +525,7 @@ def _unmodelled(statements: Sequence[tuple[str, Statement]], prefix: str) -> Fin
 _SCOPE_OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "StringLike")
 _LITERAL_HEAD_RE = re.compile(r"project_(path|id):([^:*?$]+):", re.ASCII)
 OPEN, GROUP, ONE = 0, 1, 2  # how far a statement's project reaches: anywhere, the group's namespace, named literally
+_NAMESPACE_CLAIMS = ("namespace_path", "namespace_id")
 
 
 def _literal(value: str, base: str) -> bool:
@@ -531,10 +546,18 @@ def _scope_claims(prefix: str) -> dict[str, str]:
     return claims
 
 
-def _scope(statement: Statement, prefix: str, group: str) -> int:
+def _in_group(path: str, group: str) -> bool:
+    """Whether a namespace path is the group's or one under it (ignoring case, as GitLab's paths are unique)."""
+    return path.casefold() == group.casefold() or path.casefold().startswith(f"{group}/".casefold())
+
+
+def _scope(statement: Statement, prefix: str, index: ProjectIndex) -> int:
     """How far the projects a statement admits reach, read from its positive conditions on sub (and on gitlab.com its
-    project and namespace claims); conditions are ANDed, so the narrowest counts."""
+    project and namespace claims); conditions are ANDed, so the narrowest counts. A namespace named literally holds
+    every project of it, those created later too: the group's reach when it is the group, one under it, or the id of
+    such a namespace in the listing; anywhere otherwise."""
     claims = _scope_claims(prefix)
+    group = index.group
     best = OPEN
     for c in statement.conditions:
         claim = claims.get(c.key)
@@ -542,7 +565,10 @@ def _scope(statement: Statement, prefix: str, group: str) -> int:
             continue
         reach = []
         for value in c.raw_values:
-            if _literal(value, c.operator.base) or (claim == "sub" and _LITERAL_HEAD_RE.match(value)):
+            if claim in _NAMESPACE_CLAIMS and _literal(value, c.operator.base):
+                path = value if claim == "namespace_path" else index.namespaces.get(value)
+                reach.append(GROUP if path is not None and _in_group(path, group) else OPEN)
+            elif _literal(value, c.operator.base) or (claim == "sub" and _LITERAL_HEAD_RE.match(value)):
                 reach.append(ONE)
             elif (claim == "sub" and _under(value, "project_path:", group)) or (
                     claim in ("project_path", "namespace_path") and _under(value, "", group)):
@@ -553,34 +579,39 @@ def _scope(statement: Statement, prefix: str, group: str) -> int:
     return best
 
 
-def _project_pattern(policy: Policy, statements: Sequence[tuple[str, Statement]], prefix: str, group: str,
+def _project_pattern(policy: Policy, statements: Sequence[tuple[str, Statement]], prefix: str, index: ProjectIndex,
                      principals: Sequence[str], audiences: Sequence[str], unknown: frozenset[str],
                      multiple: bool) -> Finding | None:
-    """Allow statements whose project is not named literally, which a token passes when its project and ref claims
-    are taken to match whatever the statement asks (its aud and the Deny statements on aud still count): high when
-    the pattern can name projects outside the group's namespace, medium when it stays inside (projects created later;
-    left out when MULTIPLE_PROJECTS already says so)."""
+    """Allow statements whose project is not named literally (a pattern, a whole namespace, or nothing), which a token
+    passes when its project and ref claims are taken to match whatever the statement asks (its aud and the Deny
+    statements on aud still count): high when it can name projects outside the group's namespace, medium when it
+    stays inside (projects created later; left out when MULTIPLE_PROJECTS already says so)."""
+    group = index.group
+    namespace_keys = {f"{prefix}:{c}".lower() for c in _NAMESPACE_CLAIMS} if prefix == GITLAB_COM else set()
     relaxed = unknown | (modelled_keys(prefix) - {f"{prefix}:aud".lower()})
     denies = tuple(s for s in policy.statements if s.effect == "Deny")
     sub = f"{prefix}:sub".lower()
     found: dict[int, list[str]] = {OPEN: [], GROUP: []}
     for name, s in statements:
-        reach = _scope(s, prefix, group) if s.effect == "Allow" else ONE
+        reach = _scope(s, prefix, index) if s.effect == "Allow" else ONE
         if reach == ONE or (reach == GROUP and multiple):
             continue
         alone = Policy((s, *denies))
         if any(alone.decide(p, {f"{prefix}:aud": aud}, unknown=relaxed) == ALLOW for p in principals for aud in audiences):
             values = [v for c in s.conditions if c.key == sub and c.operator.positive_string for v in c.raw_values]
-            found[reach].append(f"statement {name} (sub {', '.join(json.dumps(v) for v in values[:2])}"
-                                + (f" and {len(values) - 2} more" if len(values) > 2 else "") + ")" if values
-                                else f"statement {name} (no condition on {prefix}:sub)")
+            said = (f"sub {', '.join(json.dumps(v) for v in values[:2])}"
+                    + (f" and {len(values) - 2} more" if len(values) > 2 else "") if values else f"no condition on {prefix}:sub")
+            spaces = [f"{c.key} {json.dumps(v)}" for c in s.conditions if c.key in namespace_keys and c.operator.positive_string
+                      for v in c.raw_values]
+            found[reach].append(f"statement {name} ({said}{''.join(f', {n}' for n in spaces[:2])})")
     pin = "pin sub to project_path:<path>: or project_id:<id>:"
     if found[OPEN]:
-        return finding("PROJECT_PATTERN", f"{'; '.join(found[OPEN])}: the project is a pattern that can name projects "
-                       f"outside the group {group}, which the probes cannot list; {pin}")
+        return finding("PROJECT_PATTERN", f"{'; '.join(found[OPEN])}: the project is a pattern or a whole namespace that "
+                       f"can name projects outside the group {group}, which the probes cannot list; {pin}")
     if found[GROUP]:
-        return finding("PROJECT_PATTERN", f"{'; '.join(found[GROUP])}: the project is a pattern inside the group {group}, "
-                       f"so a project created later under a matching path gets the role; {pin}", MEDIUM)
+        return finding("PROJECT_PATTERN", f"{'; '.join(found[GROUP])}: the project is a pattern or a whole namespace "
+                       f"inside the group {group}, so a project created later under a matching path or in that "
+                       f"namespace gets the role; {pin}", MEDIUM)
     return None
 
 
@@ -682,7 +713,7 @@ def audit_role(role: Role, *, stack: str, account_id: str, prefix: str, principa
         findings.append(finding("MULTIPLE_PROJECTS", f"admits {_plural(len(admits), 'project')} of the group: {names}; "
                                 "give each project a role of its own"))
     if not outside:
-        pattern = _project_pattern(policy, statements, prefix, index.group, probing, audiences, unknown, len(admits) > 1)
+        pattern = _project_pattern(policy, statements, prefix, index, probing, audiences, unknown, len(admits) > 1)
         if pattern:
             findings.append(pattern)
     labels = [label for a in admits for label in a.refs] + outside_labels

@@ -217,7 +217,8 @@ def policy_size(policy: dict[str, Any]) -> int:
 
 def canonical_policy(document: Any) -> Any:
     """A policy document as IAM compares it: parsed when given as JSON text, key order, list order and one-item
-    lists do not matter. Text that is not JSON is returned as it is."""
+    lists do not matter; neither does the case of Action values and condition key names, and a Condition value
+    counts as its string form (true is "true", 10 is "10"). Text that is not JSON is returned as it is."""
     if isinstance(document, str):
         try:
             document = json.loads(document)
@@ -228,8 +229,37 @@ def canonical_policy(document: Any) -> Any:
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in sorted(value.items())}
+        return {k: _canonical(_condition(v) if k == "Condition" else _lowered(v) if k in ("Action", "NotAction") else v)
+                for k, v in sorted(value.items())}
     if isinstance(value, list):
         items = [_canonical(v) for v in value]
         return items[0] if len(items) == 1 else sorted(items, key=lambda v: json.dumps(v, sort_keys=True))
     return value
+
+
+def _lowered(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.lower()
+    return [_lowered(v) for v in value] if isinstance(value, list) else value
+
+
+def _condition(block: Any) -> Any:
+    """A Condition block with its key names lowercased (unless two would become one) and its values as text."""
+    if not isinstance(block, dict):
+        return block
+    out: dict[str, Any] = {}
+    for operator, keys in block.items():
+        if isinstance(keys, dict) and len({str(k).lower() for k in keys}) == len(keys):
+            keys = {str(k).lower(): v for k, v in keys.items()}
+        out[operator] = _as_text(keys)
+    return out
+
+
+def _as_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    return [_as_text(v) for v in value] if isinstance(value, list) else value

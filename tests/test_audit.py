@@ -508,6 +508,8 @@ def test_a_namespace_id_the_listing_does_not_give_is_taken_to_match():
                  url="https://gitlab.com")
     assert role is not None and role.admits is not None and len(role.admits) == 3 and not role.admits_outside_group
     assert "MULTIPLE_PROJECTS" in codes(role)
+    # nor can it place that namespace in the group: every project of it may be another group's
+    assert codes(role).get("PROJECT_PATTERN") == "high"
 
 
 def test_a_self_managed_glob_is_probed_unprotected_where_the_sub_shows_protection():
@@ -524,3 +526,82 @@ def test_a_self_managed_glob_is_probed_unprotected_where_the_sub_shows_protectio
 
     assert found("project_path:shop/cart:ref_type:tag:ref:v*") == {"UNPROTECTED_REFS": "medium"}
     assert found("project_path:shop/cart:ref_type:tag:ref:v*:ref_protected:true") == {}
+
+
+# --- review 6: namespaces, ref_type patterns, values IAM reads as text -----------------------------
+
+COM = "arn:aws:iam::111111111111:oidc-provider/gitlab.com"
+COM_AUD = {"gitlab.com:aud": "https://gitlab.com"}
+
+
+def judge_listing(document: dict[str, Any], projects: list[dict[str, Any]], url: str = "https://gitlab.com",
+                  tags: dict[str, str] | None = None) -> audit.RoleAudit | None:
+    """One role judged against a group `shop` holding `projects` (listing entries)."""
+    listing = parse_inventory({"group": {"id": 1, "full_path": "shop"}, "projects": projects})
+    plan = build_plan(make_config(gitlab={"url": url, "group": "shop"}), listing, "prod")
+    prefix = url.removeprefix("https://")
+    role = audit.Role("r", "/", "arn:aws:iam::111111111111:role/r", document, tags or {})
+    report = audit.audit_roles([role], plan=plan, projects=listing.projects,
+                               principals=[f"arn:aws:iam::{plan.account_id}:oidc-provider/{prefix}"],
+                               audiences=[plan.audience], roles_read=1)
+    return report.roles[0] if report.roles else None
+
+
+ONE_PROJECT = [{"id": 10, "path_with_namespace": "shop/cart", "default_branch": "main", "namespace": {"id": 1}}]
+
+
+@pytest.mark.parametrize(("claim", "value", "severity"), [
+    ("namespace_path", "shop", "medium"),  # every project of the group, shop/cart and those created later
+    ("namespace_id", "1", "medium"),
+    ("namespace_path", "shop/sub", "medium"),  # a subgroup: its projects created later
+    ("namespace_path", "other-group", "high"),  # every project of another group
+    ("namespace_id", "424242", "high"),
+])
+def test_a_literal_namespace_names_every_project_of_it_not_one(claim, value, severity):
+    condition = {"StringEquals": {**COM_AUD, f"gitlab.com:{claim}": value, "gitlab.com:ref_protected": "true"}}
+    role = judge_listing(trust(allow(condition, {"Federated": COM})), ONE_PROJECT)
+    found = codes(role)
+    assert found.get("PROJECT_PATTERN") == severity, found
+    assert role is not None and not role.admits_outside_group
+    message = next(f.message for f in role.findings if f.code == "PROJECT_PATTERN")
+    assert f"gitlab.com:{claim}" in message and value in message, message
+    # with the project pinned as well, the namespace narrows nothing more: clean
+    pinned = {"StringEquals": {**condition["StringEquals"], "gitlab.com:project_id": "10"}}
+    assert codes(judge_listing(trust(allow(pinned, {"Federated": COM})), ONE_PROJECT)) == ({} if severity == "medium" else
+                                                                                          {"PROJECT_NOT_IN_GROUP": found["PROJECT_NOT_IN_GROUP"]})
+
+
+def test_a_namespace_of_a_project_shared_from_outside_the_group_reaches_outside():
+    shared = [*ONE_PROJECT, {"id": 20, "path_with_namespace": "partner/lib", "default_branch": "main", "namespace": {"id": 7}}]
+    condition = {"StringEquals": {**COM_AUD, "gitlab.com:namespace_id": "7", "gitlab.com:ref_protected": "true"}}
+    assert codes(judge_listing(trust(allow(condition, {"Federated": COM})), shared)).get("PROJECT_PATTERN") == "high"
+
+
+@pytest.mark.parametrize(("kind", "admitted"), [("b*", ["branch:main"]), ("??????", ["branch:main"]), ("???", ["tag:main"]),
+                                                ("[bt]*", [])])
+def test_a_ref_type_pattern_matching_one_type_admits_only_that_type(kind, admitted):
+    role = judge(trust(allow({"StringEquals": {AUD: URL},
+                              "StringLike": {SUB: f"project_path:shop/cart:ref_type:{kind}:ref:main"}})))
+    assert codes(role) == {}
+    assert role is not None and role.admits is not None
+    assert [ref for a in role.admits for ref in a.refs] == admitted
+
+
+def test_a_fleet_role_with_values_and_names_iam_reads_alike_does_not_differ_from_the_plan():
+    listing = parse_inventory({"group": {"id": 1, "full_path": "shop"}, "projects": ONE_PROJECT})
+    plan = build_plan(make_config(gitlab={"url": "https://gitlab.com", "group": "shop"}), listing, "prod")
+    [planned] = plan.projects
+    edited = copy.deepcopy(planned.trust_policy)
+    [statement] = edited["Statement"]
+    statement["Action"] = "STS:AssumeRoleWithWebIdentity"
+    equals = statement["Condition"]["StringEquals"]
+    equals["GitLab.com:Project_Id"] = int(equals.pop("gitlab.com:project_id"))
+    role = audit.Role(planned.role_name, "/", planned.role_arn, edited, planned.tags)
+    report = audit.audit_roles([role], plan=plan, projects=listing.projects, principals=[plan.provider_arn],
+                               audiences=[plan.audience], roles_read=1)
+    assert report.roles[0].managed and report.roles[0].findings == ()
+    equals["GitLab.com:Project_Id"] = 11
+    report = audit.audit_roles([audit.Role(planned.role_name, "/", planned.role_arn, edited, planned.tags)], plan=plan,
+                               projects=listing.projects, principals=[plan.provider_arn], audiences=[plan.audience],
+                               roles_read=1)
+    assert "DIFFERS_FROM_PLAN" in codes(report.roles[0])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from fleet.config import RefRule
-from fleet.trust import condition_prefix, provider_arn, resolve_refs, trust_policy
+from fleet.trust import canonical_policy, condition_prefix, provider_arn, resolve_refs, trust_policy
 from tests.iam_eval import token_allowed
 
 ACCOUNT = "111111111111"
@@ -169,8 +171,6 @@ def test_listed_look_alikes_explicitly():
 
 # --- rename-proof subjects and protected refs (fleet:trust.subject, fleet:trust.protectedRefsOnly) ---------------
 
-from tests.iam_eval import allows  # noqa: E402
-
 from fleet.trust import (  # noqa: E402
     APPLIED,
     CUSTOM,
@@ -181,6 +181,7 @@ from fleet.trust import (  # noqa: E402
     plan_subject,
     wanted_components,
 )
+from tests.iam_eval import allows  # noqa: E402
 
 BY_ID = ("project_id", "ref_type", "ref")
 BY_PATH_PROTECTED = ("project_path", "ref_type", "ref", "ref_protected")
@@ -323,3 +324,25 @@ def test_a_projects_own_form_is_trusted_as_set_or_the_project_is_refused():
     hidden = plan_subject(None, DEFAULT_COMPONENTS, managed=False, restoring=held)
     assert hidden.phase == SWITCHING and hidden.trusted == (BY_ID, DEFAULT_COMPONENTS)
     assert wanted_components("id", True) == BY_ID_PROTECTED and wanted_components("path", False) == DEFAULT_COMPONENTS
+
+
+def test_canonical_policy_compares_as_iam_does():
+    """IAM reads a Condition value as its string form, and Action values and condition key names ignoring case."""
+    def document(action, key, protected, count, sub="project_path:shop/cart:ref_type:branch:ref:main"):
+        return {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.com"},
+            "Action": action, "Condition": {"StringEquals": {key: protected, "gitlab.com:sub": sub},
+                                            "NumericLessThan": {"aws:MultiFactorAuthAge": count}}}]}
+
+    planned = document("sts:AssumeRoleWithWebIdentity", "gitlab.com:ref_protected", "true", "10")
+    edited = document(["STS:AssumeRoleWithWebIdentity"], "GitLab.com:Ref_Protected", True, 10)
+    assert canonical_policy(edited) == canonical_policy(planned)
+    assert canonical_policy(json.dumps(edited)) == canonical_policy(planned)
+    assert canonical_policy(document("sts:AssumeRoleWithWebIdentity", "gitlab.com:ref_protected", False, 10)) \
+        != canonical_policy(planned)
+    assert canonical_policy(document("sts:AssumeRoleWithWebIdentity", "gitlab.com:ref_protected", True, 11)) \
+        != canonical_policy(planned)
+    # values keep their case, and so does everything outside Action and the condition key names
+    assert canonical_policy(document("sts:AssumeRoleWithWebIdentity", "gitlab.com:ref_protected", "true", "10",
+                                     sub="project_path:Shop/cart:ref_type:branch:ref:main")) != canonical_policy(planned)
+    assert canonical_policy({**planned, "Statement": [{**planned["Statement"][0], "Effect": "allow"}]}) != canonical_policy(planned)

@@ -118,6 +118,23 @@ class GuardConfig:
     max_deletes: int = 5
 
 
+@dataclass(frozen=True)
+class ShardConfig:
+    """`fleet:shard`: this stack plans only the projects whose id hashes to shard `index` of `count`."""
+
+    count: int  # 1..SHARD_COUNT_MAX
+    index: int  # 0..count-1
+
+    @property
+    def owns_provider(self) -> bool:
+        """Shard 0 creates the OIDC provider; the others use it."""
+        return self.index == 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"count": self.count, "index": self.index}
+
+
+SHARD_COUNT_MAX = 1000
 RECONCILE_MODES = ("report", "auto")
 ADOPT_KINDS = ("variables", "roles", "provider")
 
@@ -151,6 +168,7 @@ class FleetConfig:
     adopt: AdoptConfig = AdoptConfig()
     subject: str = "path"  # one of SUBJECTS
     protected_refs_only: bool = False
+    shard: ShardConfig | None = None  # None: one stack plans the whole group
 
     @property
     def issuer(self) -> str:
@@ -170,9 +188,10 @@ _POLICIES_KEYS: dict[str, Any] = {"libraries": [], "default": [], "rules": [], "
 _QUOTAS_KEYS: dict[str, Any] = {"managedPoliciesPerRole": 10, "customerManagedPoliciesPerAccount": 1500, "rolesPerAccount": 1000}
 _GUARD_KEYS: dict[str, Any] = {"maxDeletes": 5}
 _ADOPT_KEYS: dict[str, Any] = {"variables": False, "roles": False, "provider": False}
+_SHARD_KEYS: dict[str, Any] = {"count": None, "index": None}
 SECTIONS: dict[str, dict[str, Any]] = {"gitlab": _GITLAB_KEYS, "oidc": _OIDC_KEYS, "trust": _TRUST_KEYS,
             "role": _ROLE_KEYS, "variables": _VARIABLES_KEYS, "policies": _POLICIES_KEYS, "quotas": _QUOTAS_KEYS,
-            "guard": _GUARD_KEYS, "adopt": _ADOPT_KEYS}
+            "guard": _GUARD_KEYS, "adopt": _ADOPT_KEYS, "shard": _SHARD_KEYS}
 ENTRY_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 TOP_LEVEL_KEYS = ("accountId", "reconcile", *SECTIONS)
 
@@ -504,6 +523,11 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         problems.add("adopt.provider", True, "fleet:oidc.providerArn already names a provider this stack uses without "
                                              "managing it: set one of the two, not both")
 
+    shard = _shard(raw.get("shard"), sections["shard"], problems)
+    if shard is not None and not shard.owns_provider and adopt.provider:
+        problems.add("adopt.provider", True, f"shard 0 creates (or adopts) the OIDC provider, and this stack is shard "
+                                             f"{shard.index} (fleet:shard.index): set it in shard 0's stack file only")
+
     if problems.items:
         raise ConfigError(problems.items)
     assert isinstance(account_id, str)  # checked above
@@ -515,8 +539,24 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         role=RoleConfig(path=path, max_session_duration=duration, permissions_boundary=boundary),
         variables=VariablesConfig(environment_scope=scope, protected=protected),
         policies=policies, quotas=quotas, guard=guard, reconcile=reconcile, adopt=adopt,
-        subject=subject, protected_refs_only=protected_refs_only,
+        subject=subject, protected_refs_only=protected_refs_only, shard=shard,
     )
+
+
+def _shard(given: Any, sh: dict[str, Any], problems: _Problems) -> ShardConfig | None:
+    """`fleet:shard: {count: K, index: i}`, or None when the section is absent (one stack for the group)."""
+    if given is None or not isinstance(given, Mapping):
+        return None  # absent; a value that is not an object is reported by _section
+    count = MISSING if sh["count"] is None else sh["count"]  # both keys are required once the section is given
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= SHARD_COUNT_MAX:
+        problems.add("shard.count", count, f"expected a whole number from 1 to {SHARD_COUNT_MAX} (how many stacks share the group)")
+        return None
+    index = MISSING if sh["index"] is None else sh["index"]
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+        problems.add("shard.index", index, f"expected a whole number from 0 to {count - 1} (fleet:shard.count is {count}; "
+                                           "shards are numbered from 0)")
+        return None
+    return ShardConfig(count=count, index=index)
 
 
 def _names(value: Any, key: str, problems: _Problems) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .config import ShardConfig
 from .naming import helper_role_name
 
 MANAGED_BY = "gitlab-aws-oidc-fleet"
@@ -126,15 +127,23 @@ class Plan:
     skipped: tuple[Skipped, ...]
     warnings: tuple[str, ...] = field(default=())
     managed_policies: tuple[ManagedPolicyPlan, ...] = ()
+    shard: ShardConfig | None = None  # fleet:shard; None: the stack plans the whole group
+    other_shards: int = 0  # listed projects of the group's other shards: neither planned nor listed as skipped
+
+    @property
+    def shard_text(self) -> str:
+        """'shard 1 of 4' (numbered from 0), or '' for an unsharded stack."""
+        return f"shard {self.shard.index} of {self.shard.count}" if self.shard else ""
 
     @property
     def no_roles_warning(self) -> str | None:
         """Said loudly when the plan gives no project a role: the group and why each project was skipped."""
         if self.projects:
             return None
-        return f"no roles planned for group {self.group}: " + (
+        where = f"group {self.group}" + (f" ({self.shard_text})" if self.shard else "")
+        return f"no roles planned for {where}: " + (
             f"all {len(self.skipped)} listed projects are skipped ({self.skip_summary()})" if self.skipped
-            else "GitLab lists no projects in it")
+            else f"GitLab lists no projects{' of this shard' if self.shard else ''} in it")
 
     def skip_summary(self) -> str:
         """'2 archived, 1 excluded': how many projects were skipped for each reason."""
@@ -147,14 +156,17 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         reasons = skip_reasons(self.skipped)
-        return {"projects": len(self.projects) + len(self.skipped), "roles": len(self.projects),
-                "skipped": len(self.skipped), **{f"skipped_{k.replace('-', '_')}": v for k, v in sorted(reasons.items())}}
+        shards = {"other_shards": self.other_shards} if self.shard else {}
+        return {"projects": len(self.projects) + len(self.skipped) + self.other_shards, "roles": len(self.projects),
+                "skipped": len(self.skipped), **shards,
+                **{f"skipped_{k.replace('-', '_')}": v for k, v in sorted(reasons.items())}}
 
     def to_json(self) -> dict[str, Any]:
         return {
             "stack": self.stack, "account_id": self.account_id, "issuer": self.issuer,
             "audience": self.audience, "provider_arn": self.provider_arn,
             "create_provider": self.create_provider, "group": self.group,
+            "shard": self.shard.to_json() if self.shard else None,
             "projects": [p.to_json() for p in self.projects],
             "managed_policies": [m.to_json() for m in self.managed_policies],
             "skipped": [s.to_json() for s in self.skipped],

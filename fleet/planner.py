@@ -25,7 +25,7 @@ from .plan import (
 )
 from .policies import StackContext, plan_policies
 from .policy_library import Entry
-from .selection import check_group, select_projects
+from .selection import check_group, in_shard, select_projects
 from .spelling import spell
 from .trust import (
     DEFAULT_COMPONENTS,
@@ -127,6 +127,10 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     if setting is not None:
         check_version(config, inventory, setting)
     candidates, skipped, warnings = select_projects(config, inventory)
+    # Selected over the whole listing (exclude warnings stay true); then only this shard's projects are kept.
+    other_shards = sum(not in_shard(p.id, config.shard) for p in inventory.projects)
+    candidates = [p for p in candidates if in_shard(p.id, config.shard)]
+    skipped = [s for s in skipped if in_shard(s.id, config.shard)]
     subjects = plan_subjects(config, candidates, restoring or {}, skipped)
     candidates = [p for p in candidates if p.id in subjects]
     selected = []
@@ -144,7 +148,8 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
             selected.append((p, refs))
         else:
             skipped.append(Skipped(p.id, p.path, "no-refs", "no default branch (empty repository) and fleet:trust.refs allows only {default_branch}"))
-    # Names are decided over every listed project, so skipping one never renames another.
+    # Names are decided over every listed project, so skipping one never renames another, and every shard
+    # of the group gives a project the same name.
     deployed = deployed or Deployed()
     try:
         names = assign_role_names(((p.id, p.path) for p in inventory.projects), deployed.names, deployed.reserved)
@@ -201,6 +206,12 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
         {pid: held for pid, held in deployed.policies.items() if deployed.names.get(pid, "").casefold() == names[pid].casefold()})
     projects = [dataclasses.replace(p, policies=policies[p.id]) for p in projects]
     warnings += policy_warnings
+    if config.shard is not None and len(managed_policies) * config.shard.count > config.quotas.customer_managed_policies_per_account:
+        raise PlanError(f"this shard needs {len(managed_policies)} customer managed policies, and its "
+                        f"{config.shard.count} shards (fleet:shard.count) each hold their own copies, up to "
+                        f"{len(managed_policies) * config.shard.count} in the account: over "
+                        f"fleet:quotas.customerManagedPoliciesPerAccount ({config.quotas.customer_managed_policies_per_account}); "
+                        "raise the quota with AWS and there, use fewer shards, or make entries inline (per-project placeholders).")
     suffixed = [p for p in projects if not p.helper_compatible]
     if suffixed:
         warnings.append(f"{len(suffixed)} role name(s) carry an id suffix because another project's path gives the same "
@@ -223,8 +234,10 @@ def build_plan(config: FleetConfig, inventory: Inventory, stack: str, deployed: 
     skipped.sort(key=lambda s: s.id)
     return Plan(
         stack=stack, account_id=config.account_id, issuer=config.issuer, audience=config.oidc.audience,
-        provider_arn=provider, create_provider=config.oidc.provider_arn is None, group=inventory.group.full_path,
+        provider_arn=provider, group=inventory.group.full_path,
+        create_provider=config.oidc.provider_arn is None and (config.shard is None or config.shard.owns_provider),
         role_path=role_path, max_session_duration=config.role.max_session_duration,
         permissions_boundary=config.role.permissions_boundary,
         projects=tuple(projects), skipped=tuple(skipped), warnings=tuple(warnings), managed_policies=managed_policies,
+        shard=config.shard, other_shards=other_shards,
     )

@@ -33,6 +33,7 @@ from .policies import stack_library
 from .resources import declare
 from .spelling import spell
 from .stacks import DEFAULT_STACKS_DIR, check_overlaps, config_target, display_path, fleet_values, other_targets, stack_path
+from .trust import provider_arn
 
 
 def config_from_pulumi() -> FleetConfig:
@@ -82,6 +83,23 @@ def check_adopted_provider(config: FleetConfig) -> None:
             f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {spell(config.oidc.audience)} "
             f"among its client IDs {list(provider.client_id_lists)}: add it to the provider, or set fleet:oidc.audience "
             "to one it lists.")
+
+
+def check_shard_provider(config: FleetConfig) -> None:
+    """A shard other than 0 uses the provider shard 0 creates: it must exist and accept the audience, or the
+    shard's roles could not be created (IAM refuses a trust policy naming a provider that does not exist)."""
+    shard = config.shard
+    if shard is None or shard.owns_provider or config.oidc.provider_arn is not None:
+        return  # shard 0 creates it; fleet:oidc.providerArn is checked by check_adopted_provider
+    arn = provider_arn(config.account_id, config.issuer)
+    found = provider_tags(config, arn)
+    if found is None:
+        raise FleetError(f"this stack is shard {shard.index} of {shard.count} (fleet:shard), which uses the OIDC provider "
+                         f"shard 0 creates, and account {config.account_id} holds no {arn} yet: run shard 0 first.")
+    if config.oidc.audience not in found[1]:
+        raise FleetError(f"the OIDC provider {arn}, which shard 0 manages, does not list the audience "
+                         f"{spell(config.oidc.audience)} among its client IDs {found[1]}: give every shard of the group "
+                         "the same fleet:oidc.audience.")
 
 
 def role_path_of(arn: str) -> str:
@@ -240,6 +258,7 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
         token = gitlab_token()
         check_account(config)
         check_adopted_provider(config)
+        check_shard_provider(config)
         plan, adoption = make_plan(config, token, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err

@@ -34,8 +34,9 @@ def render_json(plan: Plan, out: TextIO) -> None:
 def summary(plan: Plan) -> str:
     counts = plan.counts()
     reasons = plan.skip_summary()
-    provider = "create" if plan.create_provider else "adopt"
-    return (f"stack {plan.stack}: {counts['roles']} roles for {plan.group} in account {plan.account_id}, "
+    provider = "create" if plan.create_provider else "use" if plan.shard and not plan.shard.owns_provider else "adopt"
+    shard = f" ({plan.shard_text}, {counts['other_shards']} projects in other shards)" if plan.shard else ""
+    return (f"stack {plan.stack}{shard}: {counts['roles']} roles for {plan.group} in account {plan.account_id}, "
             f"{counts['skipped']} skipped{f' ({reasons})' if reasons else ''}; OIDC provider: {provider} {plan.provider_arn}")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .config import FleetConfig, is_numeric_id
+import hashlib
+
+from .config import FleetConfig, ShardConfig, is_numeric_id
 from .errors import PlanError
 from .globs import path_glob
 from .inventory import Inventory, Project
@@ -13,6 +15,18 @@ from .spelling import spell
 def is_under(path: str, group_path: str) -> bool:
     """True when `path` lies inside group `group_path` (at any depth), compared ignoring case as GitLab does."""
     return path.casefold().startswith(group_path.casefold() + "/")
+
+
+def shard_of(project_id: int, count: int) -> int:
+    """The shard (0..count-1) of a project: the first 8 bytes of SHA-256 of its decimal id, big-endian, modulo
+    `count`. It depends on the project's id alone, so adding or removing other projects never moves it."""
+    digest = hashlib.sha256(str(project_id).encode("ascii")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def in_shard(project_id: int, shard: ShardConfig | None) -> bool:
+    """True when the project belongs to this stack's shard (always, for an unsharded stack)."""
+    return shard is None or shard_of(project_id, shard.count) == shard.index
 
 
 def check_group(config: FleetConfig, inventory: Inventory, key: str = "fleet:gitlab.group") -> None:

@@ -4,7 +4,8 @@ Two stacks overlap when some project could get its CI/CD variables from both: sa
 same environment scope, and groups that are equal or nested (when the outer one includes
 subgroups), or a project shared into one stack's group that lies in the other's. Whatever their
 scopes, one stack owns a project's sub claim components: two stacks that could both take a project
-are refused when either sets them.
+are refused when either sets them. Stacks that shard one group (`fleet:shard`) with the same count and
+different indexes never share a project (a project's shard depends on its id alone), so they never overlap.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import SECTIONS, FleetConfig, is_numeric_id, normalise_url, parse_config
+from .config import SECTIONS, SHARD_COUNT_MAX, FleetConfig, ShardConfig, is_numeric_id, normalise_url, parse_config
 from .errors import ConfigError, FleetError
 from .globs import path_glob
 from .inventory import Inventory, Project
@@ -127,6 +128,7 @@ class Target:
     exclude: tuple[str, ...] = ()
     subject: str = "path"  # fleet:trust.subject
     protected_refs_only: bool = False  # fleet:trust.protectedRefsOnly
+    shard: ShardConfig | None = None  # fleet:shard
 
     @property
     def sets_sub_claims(self) -> bool:
@@ -134,13 +136,20 @@ class Target:
         return self.subject == "id" or (self.protected_refs_only and self.instance != "https://gitlab.com")
 
     def describe(self) -> str:
-        return f"stack {self.stack} (group {self.group}{' and its subgroups' if self.include_subgroups else ''})"
+        shard = f", shard {self.shard.index} of {self.shard.count}" if self.shard else ""
+        return f"stack {self.stack} (group {self.group}{' and its subgroups' if self.include_subgroups else ''}{shard})"
+
+    def disjoint_shard(self, other: Target) -> bool:
+        """True when both stacks shard with one count and different indexes: no project is in both."""
+        return (self.shard is not None and other.shard is not None and self.shard.count == other.shard.count
+                and self.shard.index != other.shard.index)
 
 
 def config_target(stack: str, config: FleetConfig) -> Target:
     gl = config.gitlab
     return Target(stack, gl.url.casefold(), gl.group.casefold(), config.variables.environment_scope,
-                  gl.include_subgroups, gl.include_shared, gl.exclude, config.subject, config.protected_refs_only)
+                  gl.include_subgroups, gl.include_shared, gl.exclude, config.subject, config.protected_refs_only,
+                  config.shard)
 
 
 def file_target(stack: StackFile) -> Target | None:
@@ -159,7 +168,18 @@ def file_target(stack: StackFile) -> Target | None:
     return Target(stack.name, url.casefold(), str(group).casefold(), scope if isinstance(scope, str) else "*",
                   subgroups if isinstance(subgroups, bool) else True, shared if isinstance(shared, bool) else False,
                   tuple(g for g in exclude if isinstance(g, str)) if isinstance(exclude, list) else (),
-                  subject if isinstance(subject, str) else "path", protected is True)
+                  subject if isinstance(subject, str) else "path", protected is True, _file_shard(raw.get("shard")))
+
+
+def _file_shard(value: Any) -> ShardConfig | None:
+    """A stack file's fleet:shard as written; None where it is absent or invalid (counted as unsharded, which
+    overlaps every shard: the stack's own validation says what is wrong)."""
+    if not isinstance(value, Mapping):
+        return None
+    count, index = value.get("count"), value.get("index")
+    if not isinstance(count, int) or not isinstance(index, int) or isinstance(count, bool) or isinstance(index, bool):
+        return None
+    return ShardConfig(count, index) if 1 <= count <= SHARD_COUNT_MAX and 0 <= index < count else None
 
 
 def other_targets(stacks_dir: Path, name: str) -> list[Target]:
@@ -217,8 +237,9 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
     projects = [p for p in inventory.projects if p.id in ids]
     problems: list[str] = []
     claims: list[str] = []
+    shard_problems: list[str] = []
     for other in others:
-        if other.instance != mine.instance:
+        if other.instance != mine.instance or mine.disjoint_shard(other):
             continue
         if other.scope != mine.scope and not (other.sets_sub_claims or mine.sets_sub_claims):
             continue
@@ -231,10 +252,18 @@ def check_overlaps(mine: Target, others: Iterable[Target], inventory: Inventory,
         both = [p.path for p in projects if _takes(other, other_path, p)]
         if both:
             listed = ", ".join(both[:5]) + (f" and {len(both) - 5} more" if len(both) > 5 else "")
-            if other.scope == mine.scope:
+            if mine.shard and other.shard and mine.shard.count != other.shard.count:
+                shard_problems.append(f"{other.describe()} shares the group's projects {listed} with it")
+            elif other.scope == mine.scope:
                 problems.append(f"{other.describe()} could also take {listed}")
             else:
                 claims.append(f"stack {mine.stack} and {other.describe()} could both take {listed}")
+    if shard_problems:
+        assert mine.shard is not None
+        raise FleetError(
+            f"stack {mine.stack} is shard {mine.shard.index} of {mine.shard.count}, and shards of another count overlap "
+            f"it: {'; '.join(shard_problems)}. A project's shard depends on the count, so shards of different counts "
+            "share projects: give every shard stack of the group the same fleet:shard.count.")
     if claims:
         raise FleetError(
             f"{'; '.join(claims)}, and one stack owns a project's sub claim components, which at least one of them "

@@ -96,6 +96,11 @@ def check_shard_provider(config: FleetConfig) -> None:
     if found is None:
         raise FleetError(f"this stack is shard {shard.index} of {shard.count} (fleet:shard), which uses the OIDC provider "
                          f"shard 0 creates, and account {config.account_id} holds no {arn} yet: run shard 0 first.")
+    tags = found[0]
+    if tags.get("managed-by") == MANAGED_BY and tags.get("fleet-stack") == pulumi.get_stack():
+        raise FleetError(f"stack {pulumi.get_stack()} created the OIDC provider {arn}, and as shard {shard.index} of "
+                         f"{shard.count} (fleet:shard) it would delete it, and with it the trust of every shard's roles: "
+                         "make this stack shard 0, or keep it unsharded. Nothing was changed.")
     if config.oidc.audience not in found[1]:
         raise FleetError(f"the OIDC provider {arn}, which shard 0 manages, does not list the audience "
                          f"{spell(config.oidc.audience)} among its client IDs {found[1]}: give every shard of the group "

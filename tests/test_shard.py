@@ -232,3 +232,15 @@ def test_a_shard_other_than_0_refuses_to_run_before_shard_0_created_the_provider
         ids = [{int(r.inputs["tags"]["gitlab-project-id"]) for r in m.by_type(ROLE)} for m in (first, second)]
         assert ids[0] and ids[1] and not ids[0] & ids[1]
         assert all(shard_of(i, 2) == k for k in range(2) for i in ids[k])
+
+
+def test_the_stack_that_created_the_provider_cannot_become_a_shard_other_than_0(shop, tmp_path, monkeypatch, token):
+    """Unsharded `prod` created the provider; as shard 1 it would declare none, and up would delete it."""
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
+    with mock_aws():
+        iam = iam_client()
+        run(tmp_path, program_stack_config(shop), stack="prod", iam=iam)
+        with pytest.raises(pulumi.RunError, match=r"stack prod created the OIDC provider .* as shard 1 of 2 \(fleet:shard\) "
+                                                  r"it would delete it.*make this stack shard 0"):
+            run(tmp_path, program_stack_config(shop, shard={"count": 2, "index": 1}), stack="prod", iam=iam)
+        assert len(iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]) == 1

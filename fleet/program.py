@@ -65,46 +65,38 @@ def check_account(config: FleetConfig) -> None:
         raise FleetError(f"the AWS credentials are in another partition ({identity.arn}): only the aws partition is supported.")
 
 
-def check_adopted_provider(config: FleetConfig) -> None:
-    """An adopted provider must exist and accept the audience, or every pipeline's assume would fail."""
-    arn = config.oidc.provider_arn
-    if arn is None:
-        return
-    try:
-        provider = aws.iam.get_open_id_connect_provider(arn=arn)
-    except Exception as err:  # the SDK raises a plain Exception for a failed invoke
-        raise FleetError(f"fleet:oidc.providerArn {arn} cannot be read in account {config.account_id}: {err}") from err
-    if (provider.tags or {}).get("managed-by") == MANAGED_BY and (provider.tags or {}).get("fleet-stack") == pulumi.get_stack():
-        raise FleetError(f"fleet:oidc.providerArn {arn} is the provider this stack created: naming it there would make "
-                         "the next up delete it, and every role trusting it would stop working. Remove "
-                         "fleet:oidc.providerArn from the stack file.")
-    if config.oidc.audience not in provider.client_id_lists:
-        raise FleetError(
-            f"the OIDC provider {arn} (fleet:oidc.providerArn) does not list the audience {spell(config.oidc.audience)} "
-            f"among its client IDs {list(provider.client_id_lists)}: add it to the provider, or set fleet:oidc.audience "
-            "to one it lists.")
-
-
-def check_shard_provider(config: FleetConfig) -> None:
-    """A shard other than 0 uses the provider shard 0 creates: it must exist and accept the audience, or the
-    shard's roles could not be created (IAM refuses a trust policy naming a provider that does not exist)."""
-    shard = config.shard
-    if shard is None or shard.owns_provider or config.oidc.provider_arn is not None:
-        return  # shard 0 creates it; fleet:oidc.providerArn is checked by check_adopted_provider
-    arn = provider_arn(config.account_id, config.issuer)
+def check_used_provider(config: FleetConfig) -> None:
+    """A provider the stack uses without creating it (fleet:oidc.providerArn, or shard 0's for the other shards)
+    must exist, must not be one this stack created (the next up would delete it), and must accept the audience,
+    or every pipeline's assume would fail."""
+    shard, arn = config.shard, config.oidc.provider_arn
+    if arn is not None:
+        setting = "fleet:oidc.providerArn"
+        missing = f"{setting} {arn} cannot be read in account {config.account_id}: it holds no such OIDC provider."
+        own = (f"{setting} {arn} is the provider this stack created: naming it there would make the next up delete it, "
+               f"and every role trusting it would stop working. Remove {setting} from the stack file.")
+        deaf = "add it to the provider, or set fleet:oidc.audience to one it lists."
+        which = f"the OIDC provider {arn} ({setting})"
+    elif shard is not None and not shard.owns_provider:
+        arn = provider_arn(config.account_id, config.issuer)
+        missing = (f"this stack is shard {shard.index} of {shard.count} (fleet:shard), which uses the OIDC provider "
+                   f"shard 0 creates, and account {config.account_id} holds no {arn} yet: run shard 0 first.")
+        own = (f"stack {pulumi.get_stack()} created the OIDC provider {arn}, and as shard {shard.index} of {shard.count} "
+               "(fleet:shard) it would delete it, and with it the trust of every shard's roles: make this stack shard 0, "
+               "or keep it unsharded. Nothing was changed.")
+        deaf = "give every shard of the group the same fleet:oidc.audience."
+        which = f"the OIDC provider {arn}, which shard 0 manages,"
+    else:
+        return  # the stack creates the provider itself
     found = provider_tags(config, arn)
     if found is None:
-        raise FleetError(f"this stack is shard {shard.index} of {shard.count} (fleet:shard), which uses the OIDC provider "
-                         f"shard 0 creates, and account {config.account_id} holds no {arn} yet: run shard 0 first.")
-    tags = found[0]
+        raise FleetError(missing)
+    tags, audiences = found
     if tags.get("managed-by") == MANAGED_BY and tags.get("fleet-stack") == pulumi.get_stack():
-        raise FleetError(f"stack {pulumi.get_stack()} created the OIDC provider {arn}, and as shard {shard.index} of "
-                         f"{shard.count} (fleet:shard) it would delete it, and with it the trust of every shard's roles: "
-                         "make this stack shard 0, or keep it unsharded. Nothing was changed.")
-    if config.oidc.audience not in found[1]:
-        raise FleetError(f"the OIDC provider {arn}, which shard 0 manages, does not list the audience "
-                         f"{spell(config.oidc.audience)} among its client IDs {found[1]}: give every shard of the group "
-                         "the same fleet:oidc.audience.")
+        raise FleetError(own)
+    if config.oidc.audience not in audiences:
+        raise FleetError(f"{which} does not list the audience {spell(config.oidc.audience)} among its client IDs "
+                         f"{audiences}: {deaf}")
 
 
 def role_path_of(arn: str) -> str:
@@ -262,8 +254,7 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
         config = config_from_pulumi()
         token = gitlab_token()
         check_account(config)
-        check_adopted_provider(config)
-        check_shard_provider(config)
+        check_used_provider(config)
         plan, adoption = make_plan(config, token, pulumi.get_stack(), stacks_dir)
     except FleetError as err:
         raise pulumi.RunError(str(err)) from err

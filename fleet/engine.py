@@ -153,8 +153,10 @@ class Engine:
             raise _explain(err, self.stack_name, "refreshing (preview only)") from err
         return run
 
-    def up(self) -> Run:
-        """Refresh, then update the stack."""
+    def up(self, env: Mapping[str, str] | None = None) -> Run:
+        """Refresh, then update the stack; `env` is added to the environment of the CLI and the program."""
+        workspace = self._stack.workspace
+        workspace.env_vars = {**workspace.env_vars, **(env or {})}
         run = Run()
         try:
             self._stack.up(refresh=True, color="never", on_event=run.add, on_output=self._output)

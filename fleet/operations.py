@@ -22,8 +22,6 @@ from .errors import UsageError
 from .gitlab_notes import NOTE_LIMIT, issue_target, marker, note_target, sync_issue, upsert_note
 from .report import render_preview
 
-EngineFactory = Callable[[str, Mapping[str, str]], Engine]
-
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -44,12 +42,9 @@ class Context:
     out: TextIO
     interactive: bool  # a person at a terminal who can answer a question
     ask: Callable[[str], str] = field(default=lambda question: _ask(question))
-    engine: EngineFactory | None = None  # tests: an Engine on a stand-in CLI
 
-    def open(self, stack: str, env: Mapping[str, str] | None = None) -> Engine:
-        if self.engine is not None:
-            return self.engine(stack, env or {})
-        return Engine(self.project_dir, stack, env=dict(env or {}), log=_stderr)
+    def open(self, stack: str) -> Engine:
+        return Engine(self.project_dir, stack, log=_stderr)
 
 
 def _limit(kind: str, stack: str) -> int:
@@ -108,7 +103,7 @@ def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None
         raise UsageError("up: not on a terminal, so nobody can confirm: pass --yes (in CI, after a reviewed preview).")
     explicit = max_deletes is not None
     limit = max_deletes if max_deletes is not None else config.guard.max_deletes
-    engine = ctx.open(stack, {})
+    engine = ctx.open(stack)
     planned = collect(engine.preview().events)
     steps = role_steps(planned)
     provider = next((c.guard_op for c in planned if c.kind == "oidc-provider" and c.guard_op in ("delete", "replace")), None)
@@ -120,8 +115,7 @@ def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None
             _stderr("up: not confirmed; nothing was changed.")
             return 1
     before = sum(1 for s in steps if s.op != "create")
-    engine = ctx.open(stack, {guard.ENV: str(guard.allowed(limit, before, explicit=explicit))})
-    engine.up()
+    engine.up({guard.ENV: str(guard.allowed(limit, before, explicit=explicit))})  # the same workspace: no second select
     _stderr(f"stack {stack} updated.")
     return 0
 

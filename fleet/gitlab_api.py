@@ -215,13 +215,16 @@ class GitLabAPI:
         return version
 
     def group_projects(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
-                       per_page: int) -> tuple[list[Any], bool]:
-        """The first page of the group's projects with ids above `after` (GitLab's id_after), ascending ids,
-        and whether GitLab says it was the last page (X-Next-Page present and empty)."""
+                       per_page: int, before: int | None = None, descending: bool = False) -> tuple[list[Any], bool]:
+        """The first page of the group's projects with ids above `after` and below `before` (GitLab's id_after and
+        id_before), in ascending ids (descending: newest first), and whether GitLab says it was the last page
+        (X-Next-Page present and empty)."""
         query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": with_shared,
-                                 "order_by": "id", "sort": "asc", "per_page": per_page, "page": 1}
+                                 "order_by": "id", "sort": "desc" if descending else "asc", "per_page": per_page, "page": 1}
         if after is not None:
             query["id_after"] = after
+        if before is not None:
+            query["id_before"] = before
         path = f"/groups/{EncodedId(group)}/projects"
         data, headers = self.get(path, query)
         if not isinstance(data, list):

@@ -63,6 +63,16 @@ class GitLabConfig:
     exclude: tuple[str, ...] = ()
     timeout: float = 20.0  # seconds per request attempt
     max_retries: int = 4
+    concurrency: int = 8  # requests in flight at once while listing
+    max_requests_per_second: float | None = None  # None: no client-side limit (see rate_limit)
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests per second this tool allows itself: the configured limit, else 10 on gitlab.com (its documented
+        limit for listing a group's projects, 600 a minute) and none elsewhere."""
+        if self.max_requests_per_second is not None:
+            return self.max_requests_per_second
+        return GITLAB_COM_RATE if urlsplit(self.api_url).hostname == "gitlab.com" else None
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,9 @@ class FleetConfig:
 _GITLAB_KEYS: dict[str, Any] = {
     "url": None, "apiUrl": None, "group": None, "includeSubgroups": True,
     "includeShared": False, "includeArchived": False, "exclude": [], "timeout": 20, "maxRetries": 4,
+    "concurrency": 8, "maxRequestsPerSecond": None,
 }
+GITLAB_COM_RATE = 10.0  # requests per second: gitlab.com allows 600 a minute on GET /groups/:id/projects
 _OIDC_KEYS: dict[str, Any] = {"audience": None, "providerArn": None}
 _TRUST_KEYS: dict[str, Any] = {"refs": ["branch:main"], "subject": "path", "protectedRefsOnly": False}
 _ROLE_KEYS: dict[str, Any] = {"path": "/", "maxSessionDuration": 3600, "permissionsBoundary": None}
@@ -271,6 +283,15 @@ def _number(section: dict[str, Any], name: str, key: str, problems: _Problems, l
         problems.add(f"{name}.{key}", value, f"expected {allowed}")
         return float(SECTIONS[name][key])
     return float(value)
+
+
+def _rate(value: Any, problems: _Problems) -> float | None:
+    """fleet:gitlab.maxRequestsPerSecond: unset (None) leaves the instance's default."""
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1000):
+        return None if value is None else float(value)
+    problems.add("gitlab.maxRequestsPerSecond", value, "expected requests per second, more than 0 and at most 1000 "
+                 "(leave it out for the default: 10 on gitlab.com, no limit elsewhere)")
+    return None
 
 
 def _bool(section: dict[str, Any], name: str, key: str, problems: _Problems) -> bool:
@@ -435,6 +456,8 @@ def parse_config(raw: Mapping[str, Any], named: Mapping[str, str] | None = None)
         exclude=tuple(exclude),
         timeout=_number(gl, "gitlab", "timeout", problems, 0, 600, "seconds per request, more than 0 and at most 600"),
         max_retries=int(_number(gl, "gitlab", "maxRetries", problems, 0, 10, "a whole number from 0 to 10", whole=True)),
+        concurrency=int(_number(gl, "gitlab", "concurrency", problems, 1, 32, "a whole number from 1 to 32", whole=True)),
+        max_requests_per_second=_rate(gl["maxRequestsPerSecond"], problems),
     )
 
     oi = sections["oidc"]

@@ -82,7 +82,7 @@ def _not_found(err: GitLabError, config: GitLabConfig, api: GitLabAPI) -> str:
     return missing if serves else no_api
 
 
-def _explain(err: GitLabError, config: GitLabConfig, what: str, client: GitLabAPI) -> DiscoveryError:
+def explain_failure(err: GitLabError, config: GitLabConfig, what: str, client: GitLabAPI) -> DiscoveryError:
     """One sentence for each way a request fails, naming what was being read and what to do."""
     api, group = config.api_url, config.group
     tries = f" after {err.retries} retries" if err.retries else ""
@@ -106,6 +106,12 @@ def _explain(err: GitLabError, config: GitLabConfig, what: str, client: GitLabAP
                         "fleet:gitlab.apiUrl (or --api-url): it is the instance's base URL, without /api/v4.",
     }
     return DiscoveryError(messages[err.kind])
+
+
+def open_api(config: GitLabConfig, token: str, progress: Progress | None) -> GitLabAPI:
+    """The GitLab API as the stack's fleet:gitlab settings allow: timeout, retries, and the request rate."""
+    policy = RetryPolicy(timeout=config.timeout, max_retries=config.max_retries)
+    return GitLabAPI(config.api_url, token, policy, log=progress)
 
 
 def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
@@ -169,17 +175,16 @@ def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | No
     """The group and every project GitLab lists for it, before the fleet's own filtering."""
     if not token:
         raise DiscoveryError("no GitLab token: set GITLAB_TOKEN; an anonymous listing shows only public projects.")
-    policy = RetryPolicy(timeout=config.timeout, max_retries=config.max_retries)
-    api = GitLabAPI(config.api_url, token, policy, log=progress)
+    api = open_api(config, token, progress)
     if progress:
-        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} ({policy.describe()})")
+        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} ({api.policy.describe()})")
     what = f"listing the projects of '{config.group}'"
     try:
         projects = list_projects(api, config, progress)
         what = f"reading group '{config.group}'"
         group = _group_object(api, config, progress)
     except GitLabError as err:
-        raise _explain(err, config, what, api) from err
+        raise explain_failure(err, config, what, api) from err
     version = _version(api, progress)
     listing: dict[str, Any] = {"group": group, "projects": projects}
     if version is not None:

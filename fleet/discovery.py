@@ -18,13 +18,16 @@ answers with the public projects only.
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
 from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
+from .id_ranges import IdRanges, Unordered, check_order
 from .inventory import Inventory, PathClash, parse_inventory
+from .progress import meter, stderr_is_terminal
 from .spelling import spell
 
 PER_PAGE = 100
@@ -109,9 +112,10 @@ def explain_failure(err: GitLabError, config: GitLabConfig, what: str, client: G
 
 
 def open_api(config: GitLabConfig, token: str, progress: Progress | None) -> GitLabAPI:
-    """The GitLab API as the stack's fleet:gitlab settings allow: timeout, retries, and the request rate."""
+    """The GitLab API as the stack's fleet:gitlab settings allow: timeout, retries, requests at once, request rate."""
     policy = RetryPolicy(timeout=config.timeout, max_retries=config.max_retries)
-    return GitLabAPI(config.api_url, token, policy, log=progress)
+    return GitLabAPI(config.api_url, token, policy, log=progress, rate=config.rate_limit,
+                     connections=max(10, config.concurrency))
 
 
 def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
@@ -144,20 +148,57 @@ def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
     return project_id
 
 
-def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> list[dict[str, Any]]:
-    """Every project GitLab lists for the group, in ascending id order (see the module docstring)."""
-    projects: list[dict[str, Any]] = []
+def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges) -> None:
+    """One of the listing's readers: jobs from `ranges` until none is left or a request fails."""
+    while (job := ranges.next_job()) is not None:
+        try:
+            items, last = api.group_projects(config.group, after=job.after, before=job.before, descending=job.top,
+                                             include_subgroups=config.include_subgroups,
+                                             with_shared=config.include_shared, per_page=PER_PAGE)
+            for item in items:
+                _project_id(item, None, api)
+            check_order(items, job)
+            ranges.commit(job, items, last)
+        except BaseException as err:  # handed to the listing's thread, which reports the first failure
+            api.cancel.set()
+            ranges.fail(err)
+            return
+
+
+def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None, *,
+                  bar: bool = False) -> list[dict[str, Any]]:
+    """Every project GitLab lists for the group, in ascending id order (see the module docstring), read by up to
+    fleet:gitlab.concurrency requests at once (see fleet/id_ranges.py)."""
+    first = api.projects_page(config.group, after=None, include_subgroups=config.include_subgroups,
+                              with_shared=config.include_shared, per_page=PER_PAGE)
     after: int | None = None
-    while True:
-        page, last = api.group_projects(config.group, after=after, include_subgroups=config.include_subgroups,
-                                        with_shared=config.include_shared, per_page=PER_PAGE)
-        for item in page:
-            after = _project_id(item, after, api)
-            projects.append(item)
-        if progress and page:
-            progress(f"discovered {len(projects)} projects of {config.group} so far")
-        if not page or (last and len(page) < PER_PAGE):
-            return projects
+    for item in first.items:
+        after = _project_id(item, after, api)
+    if not first.items or (first.last and len(first.items) < PER_PAGE):
+        return first.items
+    ranges = IdRanges(first.items, per_page=PER_PAGE, parallel=config.concurrency > 1)
+    readers = [threading.Thread(target=_reader, args=(api, config, ranges), name=f"discovery-{n}", daemon=True)
+               for n in range(config.concurrency)]
+    shown = meter(progress, f"listing {config.group}", "projects", first.total, bar=bar)
+    try:
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            while reader.is_alive():
+                reader.join(0.1)
+                shown.update(ranges.found, f"{api.requests_made} requests")
+    except BaseException:
+        api.cancel.set()  # e.g. Ctrl-C: the readers stop at their next wait
+        raise
+    finally:
+        shown.close()
+    failure = ranges.failure
+    if isinstance(failure, Unordered):
+        raise DiscoveryError(f"GitLab at {api.api_url} {failure}: it ignores id_after, id_before or sort, so the "
+                             "listing cannot be shown complete; nothing was planned.") from failure
+    if failure is not None:
+        raise failure
+    return ranges.projects()
 
 
 def _version(api: GitLabAPI, progress: Progress | None) -> str | None:
@@ -171,16 +212,24 @@ def _version(api: GitLabAPI, progress: Progress | None) -> str | None:
         return None
 
 
-def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | None = _stderr) -> Inventory:
-    """The group and every project GitLab lists for it, before the fleet's own filtering."""
+def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | None = _stderr,
+                    bar: bool | None = None) -> Inventory:
+    """The group and every project GitLab lists for it, before the fleet's own filtering.
+
+    Progress: a bar when `bar` (default: when progress goes to stderr and that is a terminal outside CI), else a
+    line every few seconds through `progress`."""
     if not token:
         raise DiscoveryError("no GitLab token: set GITLAB_TOKEN; an anonymous listing shows only public projects.")
     api = open_api(config, token, progress)
     if progress:
-        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} ({api.policy.describe()})")
+        rate = f", at most {config.rate_limit:g} requests per second" if config.rate_limit is not None else ""
+        progress(f"listing projects of GitLab group '{config.group}' at {config.api_url} ({api.policy.describe()}; "
+                 f"{config.concurrency} requests at once{rate})")
     what = f"listing the projects of '{config.group}'"
+    if bar is None:
+        bar = progress is _stderr and stderr_is_terminal()
     try:
-        projects = list_projects(api, config, progress)
+        projects = list_projects(api, config, progress, bar=bar)
         what = f"reading group '{config.group}'"
         group = _group_object(api, config, progress)
     except GitLabError as err:
@@ -196,5 +245,5 @@ def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | No
             f"The project listing of '{config.group}' changed while it was read: {'; '.join(err.clashes)} "
             "(projects renamed meanwhile). Two roles must never trust one path; nothing was planned, run again.") from err
     if progress:
-        progress(f"discovered {len(projects)} projects of {group['full_path']}")
+        progress(f"discovered {len(projects)} projects of {group['full_path']} ({api.requests_made} requests)")
     return inventory

@@ -17,6 +17,7 @@ from typing import Any
 import gitlab
 import gitlab.exceptions
 import requests
+import requests.adapters
 import urllib3.exceptions
 from gitlab.utils import EncodedId
 
@@ -52,6 +53,15 @@ class RetryPolicy:
                 f"at most {self.budget:.0f} s per request")
 
 
+@dataclass(frozen=True)
+class ProjectsPage:
+    """One page of a group's projects: the items as GitLab sent them, whether it said it was the last page, X-Total."""
+
+    items: list[Any]
+    last: bool
+    total: int | None
+
+
 class GitLabError(DiscoveryError):
     """A request GitLab did not answer as asked. `kind` is one of the keywords below; `status` the HTTP status."""
 
@@ -67,9 +77,49 @@ class GitLabError(DiscoveryError):
         self.retries = retries
 
 
-def pause(seconds: float) -> None:
-    """The wait between retries (tests replace it to see the waits without waiting)."""
-    time.sleep(seconds)
+def pause(seconds: float, cancel: threading.Event | None = None) -> None:
+    """A wait: between retries, for the request rate, after a 429 (tests replace it to see the waits without waiting).
+    Ends early when `cancel` is set (another request of the listing failed)."""
+    (cancel or threading.Event()).wait(seconds)
+
+
+class Cancelled(Exception):
+    """A request given up because another request of the same listing failed (that failure is the one reported)."""
+
+
+class RequestGate:
+    """When the next request may start, shared by every thread of one client.
+
+    `rate` requests per second at most: starts are spaced 1/rate apart (so no window of one second holds more), with
+    a small margin for the clock. A 429's wait holds every request, not only the one that was refused.
+    """
+
+    MARGIN = 1.01  # spacing 1% above 1/rate: scheduling jitter never puts rate+1 starts in one second
+
+    def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic):
+        self.rate = rate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0  # the earliest start of the next request
+        self._hold_until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        """A 429 asked to wait: no request starts before then."""
+        with self._lock:
+            self._hold_until = max(self._hold_until, self._clock() + seconds)
+
+    def wait_turn(self, cancel: threading.Event, *, own_hold: bool = False) -> None:
+        """Block until this request may start (`own_hold`: the caller has already waited out the hold it set)."""
+        with self._lock:
+            now = self._clock()
+            start = now if own_hold else max(now, self._hold_until)
+            if self.rate is not None:
+                start = max(start, self._next)
+                self._next = start + self.MARGIN / self.rate
+        if start > now:
+            pause(start - now, cancel)
+        if cancel.is_set():
+            raise Cancelled()
 
 
 class _RetryableStatus(Exception):
@@ -118,19 +168,39 @@ def _unreachable_cause(err: requests.exceptions.ConnectionError) -> str:
 class GitLabAPI:
     """The few GitLab endpoints discovery reads, each with the retry policy applied."""
 
-    def __init__(self, api_url: str, token: str, policy: RetryPolicy, log: Log | None = None):
+    def __init__(self, api_url: str, token: str, policy: RetryPolicy, log: Log | None = None, *,
+                 rate: float | None = None, connections: int = 10):
         self.api_url = api_url
         self.policy = policy
         self._log = log
-        self._gl = gitlab.Gitlab(api_url, private_token=token, timeout=policy.timeout, retry_transient_errors=False)
+        self.gate = RequestGate(rate)
+        self.cancel = threading.Event()  # set when a listing gives up: requests under way stop at their next wait
+        self._count = 0
+        self._count_lock = threading.Lock()
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._gl = gitlab.Gitlab(api_url, private_token=token, timeout=policy.timeout, retry_transient_errors=False,
+                                 session=session)
         self._gl.session.hooks["response"].append(_raise_retryable)
+
+    @property
+    def requests_made(self) -> int:
+        """Requests sent so far, retries included."""
+        return self._count
 
     def get(self, path: str, query: dict[str, Any] | None = None) -> tuple[Any, Mapping[str, str]]:
         """GET `path` (below /api/v4): the decoded JSON and the headers, retrying as the policy allows."""
         policy = self.policy
         retries = 0
+        own_hold = False
         while True:
             status: int | None = None
+            self.gate.wait_turn(self.cancel, own_hold=own_hold)
+            own_hold = False
+            with self._count_lock:
+                self._count += 1
             try:
                 response = self._attempt(path, query or {})
             except _RetryableStatus as err:
@@ -171,9 +241,15 @@ class GitLabAPI:
                 raise GitLabError(kind, f"GET {path}: {cause}, {retries} retries spent", path=path,
                                   status=status, retries=retries)
             retries += 1
+            if kind == "rate-limited":  # every request of this client waits, not only this one
+                self.gate.hold(wait)
+                own_hold = True
             if self._log:
-                self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s")
-            pause(wait)
+                everyone = " (all requests wait)" if kind == "rate-limited" else ""
+                self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s{everyone}")
+            pause(wait, self.cancel)
+            if self.cancel.is_set():
+                raise Cancelled()
 
     def _attempt(self, path: str, query: dict[str, Any]) -> requests.Response:
         """One request, given up after `timeout` seconds in all.
@@ -219,6 +295,13 @@ class GitLabAPI:
         """The first page of the group's projects with ids above `after` and below `before` (GitLab's id_after and
         id_before), in ascending ids (descending: newest first), and whether GitLab says it was the last page
         (X-Next-Page present and empty)."""
+        page = self.projects_page(group, after=after, include_subgroups=include_subgroups, with_shared=with_shared,
+                                  per_page=per_page, before=before, descending=descending)
+        return page.items, page.last
+
+    def projects_page(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
+                      per_page: int, before: int | None = None, descending: bool = False) -> ProjectsPage:
+        """group_projects' page with GitLab's X-Total (None above 10,000 records, where GitLab omits it)."""
         query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": with_shared,
                                  "order_by": "id", "sort": "desc" if descending else "asc", "per_page": per_page, "page": 1}
         if after is not None:
@@ -229,7 +312,9 @@ class GitLabAPI:
         data, headers = self.get(path, query)
         if not isinstance(data, list):
             raise GitLabError("bad-response", f"GET {path} did not answer a list of projects", path=path)
-        return data, headers.get("X-Next-Page") == ""
+        total = headers.get("X-Total", "").strip()
+        return ProjectsPage(data, headers.get("X-Next-Page") == "",
+                            int(total) if total.isascii() and total.isdigit() else None)
 
     def project_variable(self, project: int, key: str, environment_scope: str) -> dict[str, Any] | None:
         """The project's CI/CD variable `key` in exactly `environment_scope`, or None when GitLab answers 404.

@@ -63,18 +63,29 @@ def big_group(n: int, **kw) -> GitLabDouble:
     return GitLabDouble(groups=groups, projects=projects, **kw)
 
 
-def test_each_request_continues_after_the_last_id_received():
+def test_one_reader_continues_after_the_last_id_received():
     with big_group(250) as double:
         messages: list[str] = []
-        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=messages.append)
+        inventory = fetch_inventory(cfg(double, group="big", concurrency=1), TOKEN, progress=messages.append)
         assert len(inventory.projects) == 250
         queries = project_requests(double)
         assert [q.get("id_after") for q in queries] == [None, "1099", "1199"]
-        assert all(q["page"] == "1" for q in queries)
+        assert all(q["page"] == "1" and q["sort"] == "asc" and "id_before" not in q for q in queries)
         assert messages[0].startswith("listing projects of GitLab group 'big' at http://127.0.0.1")
-        assert "timeout 20 s per attempt, up to 4 retries (2 when the server cannot be reached), at most 340 s per request" in messages[0]
-        assert messages[1] == "discovered 100 projects of big so far"
-        assert messages[-1] == "discovered 250 projects of big"
+        assert ("timeout 20 s per attempt, up to 4 retries (2 when the server cannot be reached), at most 340 s per "
+                "request; 1 requests at once)") in messages[0]
+        assert messages[-1] == "discovered 250 projects of big (5 requests)"  # 3 pages, the group and /version
+
+
+def test_readers_in_parallel_close_the_open_range_with_the_newest_page():
+    with big_group(250) as double:
+        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        assert [p.id for p in inventory.projects] == list(range(1000, 1250))
+        queries = project_requests(double)
+        assert [q for q in queries if q["sort"] == "desc"] == [{**queries[0], "sort": "desc"}]  # the newest page, once
+        ascending = [q.get("id_after") for q in queries if q["sort"] == "asc"]
+        # The first page, then the open range from its last id (a second page of it only if the newest page was late).
+        assert ascending in ([None, "1099"], [None, "1099", "1199"])
 
 
 def test_listing_without_totals_beyond_the_threshold():
@@ -142,10 +153,11 @@ def test_a_rename_into_another_projects_old_path_while_listing_is_refused():
             fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
 
 
-def test_a_server_that_ignores_id_after_is_refused():
-    with big_group(150, honours_id_after=False) as double:
-        with pytest.raises(DiscoveryError, match=r"ignores id_after .* cannot be shown complete"):
-            fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_a_server_that_ignores_id_after_is_refused(concurrency):
+    with big_group(450, honours_id_after=False) as double:
+        with pytest.raises(DiscoveryError, match=r"ignores id_after, id_before or sort, so the listing cannot be shown complete"):
+            fetch_inventory(cfg(double, group="big", concurrency=concurrency), TOKEN, progress=None)
 
 
 def test_no_request_without_a_token(shop):
@@ -173,14 +185,18 @@ def test_token_resolution():
 ])
 def test_transient_failures_are_retried_and_each_retry_is_logged(shop, fault, monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(gitlab_api, "pause", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: waits.append(s))
     shop.faults.append(fault)
     messages: list[str] = []
     count = fault.count
     assert len(fetch_inventory(cfg(shop), TOKEN, progress=messages.append).projects) == 34
     assert fault.count == 0
     retries = [m for m in messages if "; retry " in m]
-    assert len(retries) == len(waits) == count
+    assert len(retries) == count and waits[:count] == [float(re.search(r"in (\S+) s", m).group(1)) for m in retries]
+    if fault.status == 429 and waits[0] > 0:  # every later request waits too (the GET of the group, GET /version): the client is held
+        assert len(waits) > count and "(all requests wait)" in retries[0]
+    else:
+        assert len(waits) == count
     assert all(re.search(rf"HTTP {fault.status}.*; retry \d of 4 in \d+\.\d s", m) for m in retries), retries
 
 
@@ -192,7 +208,7 @@ def test_retry_after_is_honoured(shop):
 
 
 def test_a_retry_after_longer_than_the_longest_wait_fails_at_once(shop, monkeypatch):
-    monkeypatch.setattr(gitlab_api, "pause", lambda s: pytest.fail("must not wait"))
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: pytest.fail("must not wait"))
     shop.faults.append(Fault(count=1, status=429, retry_after="3600"))
     with pytest.raises(DiscoveryError, match=r"kept rate-limiting .*asked to wait 3600 s, longer than the 60 s"):
         fetch_inventory(cfg(shop), TOKEN, progress=None)
@@ -236,7 +252,7 @@ def test_a_server_that_drips_its_answer_is_given_up_at_the_deadline(shop):
 
 
 def test_persistent_failure_stops_with_a_clear_error(shop, monkeypatch):
-    monkeypatch.setattr(gitlab_api, "pause", lambda s: None)
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: None)
     shop.faults.append(Fault(count=1000, status=503))
     with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'shop' \(HTTP 503\) after 4 retries; nothing was planned"):
         fetch_inventory(cfg(shop), TOKEN, progress=None)
@@ -257,7 +273,7 @@ def test_auth_errors_are_one_clear_sentence(shop):
 
 def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(gitlab_api, "pause", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: waits.append(s))
     double = GitLabDouble().start()
     url = double.url
     double.stop()
@@ -273,7 +289,7 @@ def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
 
 def test_dns_failure_fails_fast_and_says_so(monkeypatch):
     waits: list[float] = []
-    monkeypatch.setattr(gitlab_api, "pause", waits.append)
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: waits.append(s))
     real = socket.getaddrinfo
 
     def no_such_host(host, *args, **kwargs):

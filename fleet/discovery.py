@@ -20,13 +20,14 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
 from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
 from .id_ranges import IdRanges, Unordered, check_order
-from .inventory import Inventory, PathClash, parse_inventory
+from .inventory import Inventory, PathClash, Project, parse_inventory, parse_project
 from .progress import meter, stderr_is_terminal
 from .spelling import spell
 
@@ -148,8 +149,12 @@ def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
     return project_id
 
 
-def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges) -> None:
-    """One of the listing's readers: jobs from `ranges` until none is left or a request fails."""
+Parsed = dict[int, tuple[Any, Project]]  # see parse_inventory
+
+
+def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges, parsed: Parsed) -> None:
+    """One of the listing's readers: jobs from `ranges` until none is left or a request fails. Each page is parsed
+    while the other readers wait for their answers."""
     while (job := ranges.next_job()) is not None:
         try:
             items, last = api.group_projects(config.group, after=job.after, before=job.before, descending=job.top,
@@ -158,6 +163,8 @@ def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges) -> None:
             for item in items:
                 _project_id(item, None, api)
             check_order(items, job)
+            for item in items:
+                parsed[id(item)] = (item, parse_project(item, 0))
             ranges.commit(job, items, last)
         except BaseException as err:  # handed to the listing's thread, which reports the first failure
             api.cancel.set()
@@ -165,10 +172,11 @@ def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges) -> None:
             return
 
 
-def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None, *,
-                  bar: bool = False) -> list[dict[str, Any]]:
+def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None, *, bar: bool = False,
+                  more_pages: Callable[[], None] = lambda: None, parsed: Parsed | None = None) -> list[dict[str, Any]]:
     """Every project GitLab lists for the group, in ascending id order (see the module docstring), read by up to
-    fleet:gitlab.concurrency requests at once (see fleet/id_ranges.py)."""
+    fleet:gitlab.concurrency requests at once (see fleet/id_ranges.py). `more_pages` is called when the first page
+    was not the last (other requests can start alongside)."""
     first = api.projects_page(config.group, after=None, include_subgroups=config.include_subgroups,
                               with_shared=config.include_shared, per_page=PER_PAGE)
     after: int | None = None
@@ -176,8 +184,9 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
         after = _project_id(item, after, api)
     if not first.items or (first.last and len(first.items) < PER_PAGE):
         return first.items
-    ranges = IdRanges(first.items, per_page=PER_PAGE, parallel=config.concurrency > 1)
-    readers = [threading.Thread(target=_reader, args=(api, config, ranges), name=f"discovery-{n}", daemon=True)
+    more_pages()
+    ranges = IdRanges(first.items, per_page=PER_PAGE, readers=config.concurrency, total=first.total)
+    readers = [threading.Thread(target=_reader, args=(api, config, ranges, {} if parsed is None else parsed), name=f"discovery-{n}", daemon=True)
                for n in range(config.concurrency)]
     shown = meter(progress, f"listing {config.group}", "projects", first.total, bar=bar)
     try:
@@ -228,18 +237,26 @@ def fetch_inventory(config: GitLabConfig, token: str, *, progress: Progress | No
     what = f"listing the projects of '{config.group}'"
     if bar is None:
         bar = progress is _stderr and stderr_is_terminal()
-    try:
-        projects = list_projects(api, config, progress, bar=bar)
-        what = f"reading group '{config.group}'"
-        group = _group_object(api, config, progress)
-    except GitLabError as err:
-        raise explain_failure(err, config, what, api) from err
-    version = _version(api, progress)
+
+    def group_and_version() -> tuple[dict[str, Any], str | None]:
+        return _group_object(api, config, progress), _version(api, progress)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="discovery-group") as pool:
+        # A listing of more than a page reads the group and the version alongside (their errors come second).
+        alongside: list[Future[tuple[dict[str, Any], str | None]]] = []
+        parsed: Parsed = {}
+        try:
+            projects = list_projects(api, config, progress, bar=bar, parsed=parsed,
+                                     more_pages=lambda: alongside.append(pool.submit(group_and_version)))
+            what = f"reading group '{config.group}'"
+            group, version = alongside[0].result() if alongside else group_and_version()
+        except GitLabError as err:
+            raise explain_failure(err, config, what, api) from err
     listing: dict[str, Any] = {"group": group, "projects": projects}
     if version is not None:
         listing["gitlab_version"] = version
     try:
-        inventory = parse_inventory(listing)
+        inventory = parse_inventory(listing, parsed)
     except PathClash as err:
         raise DiscoveryError(
             f"The project listing of '{config.group}' changed while it was read: {'; '.join(err.clashes)} "

@@ -94,7 +94,7 @@ class RequestGate:
     a small margin for the clock. A 429's wait holds every request, not only the one that was refused.
     """
 
-    MARGIN = 1.01  # spacing 1% above 1/rate: scheduling jitter never puts rate+1 starts in one second
+    MARGIN = 1.05  # spacing 5% above 1/rate: a start delayed by up to 5% of a second never puts rate+1 in one second
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic):
         self.rate = rate

@@ -76,16 +76,24 @@ def check_order(items: list[Any], job: Job) -> None:
 class IdRanges:
     """The shared state of one parallel listing: jobs for the readers, and the projects received (thread-safe)."""
 
-    def __init__(self, first: list[Any], *, per_page: int, parallel: bool):
-        """`first`: the first page (ascending, from no cursor), full and not the last. `parallel` False reads the
-        rest by one cursor, as one reader would (no newest page, no splits)."""
+    def __init__(self, first: list[Any], *, per_page: int, readers: int = 1, total: int | None = None):
+        """`first`: the first page (ascending, from no cursor), full and not the last. One reader reads the rest by
+        one cursor (no newest page, no splits). With more, and GitLab's count of the projects (`total`, X-Total),
+        the ids ahead are cut at once into a range per reader but one (who reads the newest page), spaced as the
+        first page's ids are; the last range stays open."""
         self.per_page = per_page
         self._cond = threading.Condition()
         self._items: dict[int, Any] = {_id(i): i for i in first}
         low, high = _id(first[0]), _id(first[-1])
         self._span = high - low + 1  # ids covered by what was received, for the density
-        self._ranges = [_Range(lo=high, hi=None, start=high)]
-        self._top = "wanted" if parallel else "not-needed"
+        cuts = [high]
+        if readers > 2 and total is not None and total > len(first) + per_page:
+            ahead = (total - len(first)) * self._span / len(first)  # ids the rest likely spans
+            cuts += sorted({high + int(ahead * n / (readers - 1)) for n in range(1, readers - 1)} - {high})
+        self._ranges = [_Range(lo=lo, hi=hi, start=lo) for lo, hi in zip(cuts, [*cuts[1:], None], strict=True)]
+        for r in self._ranges[1:]:
+            r.lo = r.start = r.lo - 1  # a range holds the ids above lo: each cut id belongs to the range it starts
+        self._top = "wanted" if readers > 1 else "not-needed"
         self._failure: BaseException | None = None
 
     # --- for the readers -------------------------------------------------------------------
@@ -173,19 +181,18 @@ class IdRanges:
             r.done = True
 
     def _commit_top(self, items: list[Any], last: bool) -> None:
-        """The newest page (descending ids): it holds every id from its lowest up, which closes the open range."""
+        """The newest page (descending ids) holds every project from its lowest id up: no range needs to read there."""
         self._top = "done"
-        opened = next(r for r in self._ranges if r.hi is None)  # splits need an end: the open range is still whole
-        newest = [i for i in reversed(items) if _id(i) > opened.lo]
-        self._add(newest)
-        if not items or (last and len(items) < self.per_page):
-            opened.done = True  # the whole group fits this page: nothing is left between
-            return
-        lowest = _id(items[-1])
-        if opened.lo >= lowest - 1:
-            opened.done = True
-        else:
-            opened.hi = lowest
+        whole = not items or (last and len(items) < self.per_page)  # every project of the group, as it was then
+        lowest = _id(items[-1]) if items else 0
+        for r in self._ranges:
+            end = lowest if r.hi is None else min(r.hi, lowest)
+            if whole or r.lo >= end - 1:
+                r.done = True
+            else:
+                r.hi = end
+        # What a range has received from up there already is kept (one copy of each project).
+        self._add([i for i in reversed(items) if _id(i) not in self._items])
 
     def _density(self, r: _Range) -> float:
         """Projects per id ahead of the range's reader: as in its last full page (a group's ids come in bursts),

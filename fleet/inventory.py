@@ -138,15 +138,19 @@ def path_clashes(projects: Iterable[Project]) -> list[str]:
             for group in by_path.values() if len(group) > 1]
 
 
-def parse_inventory(data: Any) -> Inventory:
+def parse_inventory(data: Any, parsed: Mapping[int, tuple[Any, Project]] | None = None) -> Inventory:
+    """The listing `data` validated. `parsed`: projects already parsed while the listing was read, by id() of their
+    item in `data["projects"]` (with the item, so a reused id() is never taken for another item)."""
     if not isinstance(data, Mapping) or "projects" not in data or "group" not in data:
         raise InventoryError("inventory: expected a JSON object with keys 'group' and 'projects'")
     projects = data["projects"]
     if not isinstance(projects, list):
         raise _fail("inventory", "projects", type(projects).__name__, "a list of project objects")
-    parsed = [parse_project(p, i) for i, p in enumerate(projects)]
+    known = parsed or {}
     seen: dict[int, Project] = {}
-    for project in parsed:
+    for index, item in enumerate(projects):
+        ready = known.get(id(item))
+        project = ready[1] if ready is not None and ready[0] is item else parse_project(item, index)
         if project.id in seen and seen[project.id] != project:
             raise InventoryError(f"project {project.id}: listed twice with different contents ({seen[project.id].path}, {project.path})")
         seen.setdefault(project.id, project)

@@ -4,7 +4,9 @@ It serves groups and `GET /groups/:id/projects` with GitLab's semantics (include
 default, with_shared ON by default, `id_after`/`id_before`, offset pagination with
 X-Page/X-Next-Page/X-Total/Link headers, at most 100 per page, totals omitted above
 `totals_threshold` records as GitLab does above 10,000), authentication errors, and injectable
-faults: 5xx, 429 with or without Retry-After, and latency. `on_listing` runs before each listing
+faults: 5xx, 429 with or without Retry-After, and latency. `latency` delays every answer (a distant
+GitLab); `static` promises the projects do not change, so listings are answered from an index
+(benchmarks of 10,000 projects). `arrivals` holds each request's arrival time (time.monotonic()). `on_listing` runs before each listing
 request is answered, so a test can change the group while it is read.
 
 Also served, for the CI/CD variables and the merge request notes and drift issues:
@@ -30,8 +32,10 @@ Every request is recorded in `requests` (path, query) and, with its method and b
 
 from __future__ import annotations
 
+import bisect
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +47,10 @@ TRUE = {"true", "True", "1", "yes"}
 SUB_CLAIM = "ci_id_token_sub_claim_components"
 SUB_CLAIM_COMPONENTS_18_7 = ("project_path", "project_id", "ref_type", "ref", "ref_protected", "environment_protected",
                              "deployment_tier")
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 drops connections beyond it: a client then waits a second to retry
 
 
 @dataclass
@@ -98,12 +106,17 @@ class GitLabDouble:
     description_limit: int = 1_048_576  # characters in an issue description (1 MiB, GitLab 13.4+)
     calls: list[Call] = field(default_factory=list)
     hidden_sub_claims: set[int] = field(default_factory=set)  # ids whose sub claim components the token cannot see
+    latency: float = 0.0  # seconds before every answer
+    static: bool = False  # the projects never change: listings come from an index built once
+    arrivals: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._listings = 0
         self._stopped = threading.Event()
+        self._index: dict[tuple[Any, ...], tuple[list[int], list[dict[str, Any]]]] = {}
+        self._encodings: dict[int, bytes] = {}
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> GitLabDouble:
@@ -121,7 +134,7 @@ class GitLabDouble:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         return self
@@ -156,6 +169,33 @@ class GitLabDouble:
         return {g["full_path"].casefold() for g in self.groups if g["full_path"].casefold().startswith(prefix)}
 
     def listing(self, group: dict[str, Any], query: dict[str, str]) -> list[dict[str, Any]]:
+        if not self.static:
+            return self._scan(group, query)
+        order = (query.get("order_by", "created_at"), query.get("sort", "desc"))
+        key = (group["id"], query.get("include_subgroups"), query.get("with_shared"), query.get("archived"), order)
+        with self._lock:
+            if key not in self._index:
+                unbounded = {k: v for k, v in query.items() if k not in ("id_after", "id_before")}
+                items = self._scan(group, unbounded)
+                self._index[key] = ([p["id"] for p in items], items)
+            ids, items = self._index[key]
+        after, before = query.get("id_after"), query.get("id_before")
+        if (after is None and before is None) or not self.honours_id_after:
+            return items
+        if order[0] != "id":
+            return [p for p in items if (after is None or p["id"] > int(after)) and (before is None or p["id"] < int(before))]
+        descending = order[1] == "desc"
+        keys = [-i for i in ids] if descending else ids  # bisect needs ascending keys
+        low, high = 0, len(ids)
+        if after is not None:
+            cut = bisect.bisect_right(keys, int(after)) if not descending else bisect.bisect_left(keys, -int(after))
+            low, high = (cut, high) if not descending else (low, cut)
+        if before is not None:
+            cut = bisect.bisect_left(keys, int(before)) if not descending else bisect.bisect_right(keys, -int(before))
+            low, high = (low, min(high, cut)) if not descending else (max(low, cut), high)
+        return items[low:high]
+
+    def _scan(self, group: dict[str, Any], query: dict[str, str]) -> list[dict[str, Any]]:
         namespaces = {group["full_path"].casefold()}
         if query.get("include_subgroups", "false") in TRUE:
             namespaces |= self._descendants(group)
@@ -200,12 +240,15 @@ class GitLabDouble:
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         body = self._body(req)
         with self._lock:
+            self.arrivals.append(time.monotonic())
             self.requests.append((parts.path, query))
             self.calls.append(Call(req.command, parts.path, query, body))
             fault = next((f for f in self.faults if f.count > 0 and f.path_contains in parts.path
                           and f.method in (None, req.command)), None)
             if fault:
                 fault.count -= 1
+        if self.latency and self._stopped.wait(self.latency):
+            return None
         if fault and fault.delay and self._stopped.wait(fault.delay):
             return None
         if fault and fault.drip:
@@ -459,7 +502,16 @@ class GitLabDouble:
             headers.update({"X-Total": str(len(items)), "X-Total-Pages": str(total_pages)})
             links.append(link(total_pages, "last"))
         headers["Link"] = ", ".join(links)
-        self._send(req, 200, body, headers)
+        if self.static:  # each project encoded once: the double must not be what a benchmark measures
+            self._send(req, 200, b"[" + b",".join(self._encoded(p) for p in body) + b"]", headers)
+        else:
+            self._send(req, 200, body, headers)
+
+    def _encoded(self, item: dict[str, Any]) -> bytes:
+        key = id(item)
+        if key not in self._encodings:
+            self._encodings[key] = json.dumps(item).encode()
+        return self._encodings[key]
 
     def _drip(self, req: BaseHTTPRequestHandler, interval: float) -> None:
         data = json.dumps([{"id": n} for n in range(200)]).encode()
@@ -476,7 +528,7 @@ class GitLabDouble:
     @staticmethod
     def _send(req: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None,
               content_type: str = "application/json") -> None:
-        data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
         req.send_response(status)
         req.send_header("Content-Type", content_type)
         req.send_header("Content-Length", str(len(data)))

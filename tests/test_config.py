@@ -141,6 +141,23 @@ def test_gitlab_timeout_and_retries():
     assert any("fleet:gitlab.maxRetries: 11 is not allowed" in p for p in problems(gitlab={"maxRetries": 11}))
 
 
+def test_gitlab_concurrency_and_request_rate():
+    assert make_config().gitlab.concurrency == 8
+    config = make_config(gitlab={"concurrency": 2, "maxRequestsPerSecond": 2.5})
+    assert config.gitlab.concurrency == 2 and config.gitlab.rate_limit == 2.5
+    # Unset: gitlab.com's documented 600 a minute for this endpoint; no limit on other instances.
+    assert make_config(gitlab={"url": "https://gitlab.com"}).gitlab.rate_limit == 10
+    assert make_config(gitlab={"url": "https://gitlab.example.com"}).gitlab.rate_limit is None
+    assert make_config(gitlab={"url": "https://gitlab.com", "maxRequestsPerSecond": 4}).gitlab.rate_limit == 4
+    assert any("fleet:gitlab.concurrency: 0 is not allowed" in p for p in problems(gitlab={"concurrency": 0}))
+    assert any("fleet:gitlab.concurrency: 33 is not allowed" in p for p in problems(gitlab={"concurrency": 33}))
+    assert any("fleet:gitlab.concurrency: 1.5 is not allowed" in p for p in problems(gitlab={"concurrency": 1.5}))
+    for bad in (0, -1, True, "10"):
+        found = problems(gitlab={"maxRequestsPerSecond": bad})
+        assert any(p.startswith(f"fleet:gitlab.maxRequestsPerSecond: {spell(bad)} is not allowed") and
+                   "10 on gitlab.com" in p for p in found), found
+
+
 @pytest.mark.parametrize("raw, expected, not_expected", [
     ({"gitlab": {"includeArchive": True}}, "fleet:gitlab.includeArchive: unknown key (set to true); did you mean fleet:gitlab.includeArchived?", None),
     ({"accountID": "111111111111", "accountId": None}, 'fleet:accountID: unknown key (set to "111111111111"); did you mean fleet:accountId?', "fleet:accountId"),

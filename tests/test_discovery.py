@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import socket
 import time
@@ -77,15 +78,20 @@ def test_one_reader_continues_after_the_last_id_received():
         assert messages[-1] == "discovered 250 projects of big (5 requests)"  # 3 pages, the group and /version
 
 
-def test_readers_in_parallel_close_the_open_range_with_the_newest_page():
-    with big_group(250) as double:
+@pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
+def test_readers_in_parallel_read_disjoint_ranges_and_the_newest_page(threshold):
+    with big_group(250, totals_threshold=threshold) as double:
         inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
         assert [p.id for p in inventory.projects] == list(range(1000, 1250))
         queries = project_requests(double)
         assert [q for q in queries if q["sort"] == "desc"] == [{**queries[0], "sort": "desc"}]  # the newest page, once
-        ascending = [q.get("id_after") for q in queries if q["sort"] == "asc"]
-        # The first page, then the open range from its last id (a second page of it only if the newest page was late).
-        assert ascending in ([None, "1099"], [None, "1099", "1199"])
+        ranges = [(int(q["id_after"]), int(q.get("id_before", 10**9))) for q in queries[1:] if q["sort"] == "asc"]
+        assert queries[0]["sort"] == "asc" and "id_after" not in queries[0] and ranges and len(queries) <= 10
+        if threshold == 100:  # no X-Total: one open range from the first page's last id, ended by the newest page
+            assert ranges[0] == (1099, 10**9)
+        else:  # X-Total: the ids ahead cut at once, one range per reader but the one reading the newest page
+            firsts = sorted({lo for lo, _ in ranges})
+            assert firsts[0] == 1099 and len(firsts) >= 5
 
 
 def test_listing_without_totals_beyond_the_threshold():
@@ -352,3 +358,94 @@ def test_gitlabs_own_group_not_found_needs_no_second_request(shop):
     with pytest.raises(DiscoveryError, match=r"^GitLab group 'nope' was not found"):
         fetch_inventory(cfg(shop, group="nope"), TOKEN, progress=None)
     assert [path for path, _ in shop.requests] == ["/api/v4/groups/nope/projects"]
+
+
+def busiest_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_the_request_gate_spaces_starts_so_no_second_holds_more_than_the_rate(monkeypatch):
+    now = [100.0]
+    starts: list[float] = []
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: now.__setitem__(0, now[0] + s))
+    gate = gitlab_api.RequestGate(10, clock=lambda: now[0])
+    cancel = __import__("threading").Event()
+    for _ in range(45):
+        gate.wait_turn(cancel)
+        starts.append(now[0])
+    assert busiest_second(starts) == 10
+    assert starts[-1] - starts[0] < 4.7  # not much slower than the rate: 44 gaps of 1.05 x 0.1 s
+    gate.hold(3.0)  # a 429: the next start waits it out
+    before = now[0]
+    gate.wait_turn(cancel)
+    assert now[0] - before == pytest.approx(3.0)
+
+
+def test_the_listing_keeps_to_the_configured_request_rate():
+    with big_group(1500) as double:  # 15 pages: more than a second's worth at 8 requests per second
+        inventory = fetch_inventory(cfg(double, group="big", max_requests_per_second=8), TOKEN, progress=None)
+        assert len(inventory.projects) == 1500
+        assert busiest_second(double.arrivals) <= 8
+        assert double.arrivals[-1] - double.arrivals[0] >= (len(double.arrivals) - 1) / 8
+
+
+def test_a_429_holds_every_reader_not_only_the_one_refused():
+    with big_group(2500) as double:
+        refused: list[float] = []
+
+        def refuse_one(request: int) -> None:
+            if request == 6:  # the 7th listing request on is answered 429 with Retry-After: 1, once
+                double.faults.append(Fault(count=1, status=429, retry_after="1"))
+        double.on_listing = refuse_one
+        original = double._send
+
+        def noting(req, status, body, headers=None, content_type="application/json"):
+            if status == 429:
+                refused.append(time.monotonic())
+            return original(req, status, body, headers, content_type)
+        double._send = noting
+        messages: list[str] = []
+        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=messages.append)
+        assert len(inventory.projects) == 2500 and len(refused) == 1
+        assert any("HTTP 429" in m and "(all requests wait)" in m for m in messages)
+        # Requests already under way arrive at once; after that nothing until the second is over.
+        quiet = [t for t in double.arrivals if refused[0] + 0.3 < t < refused[0] + 0.95]
+        assert quiet == []
+        assert double.arrivals[-1] > refused[0] + 0.95
+
+
+def test_a_failure_of_one_reader_stops_the_listing_with_its_error(monkeypatch):
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: None)
+    with big_group(2500) as double:
+        double.on_listing = lambda request: double.faults.append(Fault(count=100, status=503)) if request == 4 else None
+        start = time.monotonic()
+        with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'big' \(HTTP 503\) after 4 retries"):
+            fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        assert time.monotonic() - start < 10
+        assert len(project_requests(double)) < 60  # the other readers stopped too
+
+
+def test_ci_logs_get_lines_not_a_bar(tmp_path):
+    """`python -m fleet inventory` in a CI job: stderr holds plain lines, never a terminal's escape codes."""
+    import os
+    import subprocess
+    import sys
+    with big_group(450) as double:
+        stacks = tmp_path / "stacks"
+        stacks.mkdir()
+        (stacks / "Pulumi.ci.yaml").write_text(
+            f'config:\n  fleet:accountId: "123456789012"\n  fleet:gitlab:\n    url: https://gitlab.example.com\n'
+            f'    apiUrl: {double.url}\n    group: big\n')
+        done = subprocess.run([sys.executable, "-m", "fleet", "inventory", "--stack", "ci", "--stacks-dir", str(stacks)],
+                              env={**os.environ, "GITLAB_TOKEN": TOKEN, "CI": "true"}, capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stderr
+        assert "discovered 450 projects of big" in done.stderr
+        assert len(json.loads(done.stdout)["projects"]) == 450

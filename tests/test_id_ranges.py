@@ -29,11 +29,16 @@ class Server:
         return [{"id": i} for i in chosen[:PER_PAGE]], len(chosen) <= PER_PAGE
 
 
+def total(server: Server) -> int:
+    """GitLab's X-Total: the projects the group holds when the first page is read."""
+    return len(server.ids)
+
+
 def first_page(server: Server) -> tuple[list[dict], bool]:
     return server.answer(Job(top=False, after=None, before=None))
 
 
-def run(ids: list[int], readers: int, seed: int, changes: int = 0, parallel: bool = True) -> tuple[list[int], set[int], Server]:
+def run(ids: list[int], readers: int, seed: int, changes: int = 0, parallel: bool = True, counted: bool = True) -> tuple[list[int], set[int], Server]:
     """Run a listing with `readers` requests under way at most, answers and commits in a random order, and `changes`
     deletions/creations/transfers in between. Returns (ids listed, ids that lived throughout, server)."""
     rng = random.Random(seed)
@@ -42,7 +47,7 @@ def run(ids: list[int], readers: int, seed: int, changes: int = 0, parallel: boo
     first, last = first_page(server)
     if not first or (last and len(first) < PER_PAGE):
         return [p["id"] for p in first], throughout, server
-    ranges = IdRanges(first, per_page=PER_PAGE, parallel=parallel)
+    ranges = IdRanges(first, per_page=PER_PAGE, readers=readers if parallel else 1, total=total(server) if counted else None)
     under_way: list[tuple[Job, list[dict], bool]] = []
     left = changes
     for _ in range(100_000):
@@ -90,18 +95,18 @@ def scattered(n: int, seed: int) -> list[int]:
 
 @settings(max_examples=300, deadline=None)
 @given(n=st.integers(0, 400), readers=st.integers(1, 8), seed=st.integers(0, 10**6), changes=st.integers(0, 30),
-       parallel=st.booleans())
-def test_every_project_that_lived_throughout_is_listed_once(n, readers, seed, changes, parallel):
-    listed, throughout, _ = run(scattered(n, seed), readers, seed, changes, parallel)
+       parallel=st.booleans(), counted=st.booleans())
+def test_every_project_that_lived_throughout_is_listed_once(n, readers, seed, changes, parallel, counted):
+    listed, throughout, _ = run(scattered(n, seed), readers, seed, changes, parallel, counted)
     assert len(listed) == len(set(listed)) and listed == sorted(listed)
     assert throughout <= set(listed), sorted(throughout - set(listed))
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(200, 2000), seed=st.integers(0, 10**6))
-def test_without_changes_the_listing_is_exact_and_wastes_few_requests(n, seed):
+@given(n=st.integers(200, 2000), seed=st.integers(0, 10**6), counted=st.booleans())
+def test_without_changes_the_listing_is_exact_and_wastes_few_requests(n, seed, counted):
     ids = scattered(n, seed)
-    listed, _, server = run(ids, 8, seed)
+    listed, _, server = run(ids, 8, seed, counted=counted)
     assert listed == ids
     pages = -(-n // PER_PAGE)
     # Each range ends on a part-filled page, and a split drops what the reader's request under way read beyond it:
@@ -126,7 +131,7 @@ def test_answers_outside_what_was_asked_are_refused(job, ids):
 
 
 def test_a_failure_ends_every_readers_work():
-    ranges = IdRanges([{"id": i} for i in range(1, 11)], per_page=10, parallel=True)
+    ranges = IdRanges([{"id": i} for i in range(1, 11)], per_page=10, readers=8)
     assert isinstance(ranges.take(), Job)
     ranges.fail(RuntimeError("503"))
     assert ranges.take() is None and ranges.next_job() is None and str(ranges.failure) == "503"

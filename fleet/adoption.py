@@ -16,15 +16,18 @@ fail halfway), and a hidden variable (GitLab cannot unhide one: the same).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import ADOPT_KINDS, AdoptConfig, FleetConfig
 from .deployed import Deployed
+from .discovery import open_api
 from .errors import FleetError
-from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
+from .gitlab_api import GitLabAPI, GitLabError
 from .plan import MANAGED_BY, Plan, ProjectPlan
+from .progress import meter
 from .stacks import display_path, stack_path
 
 # Looks up one variable: (project id, key, environment scope) -> GitLab's answer, or None when it is absent.
@@ -91,13 +94,33 @@ def new_projects(plan: Plan, deployed: Deployed | None) -> list[ProjectPlan]:
     return [p for p in plan.projects if p.id not in held]
 
 
-def variable_collisions(projects: Iterable[ProjectPlan], lookup: VariableLookup, stack: str) -> tuple[list[Collision], list[str]]:
+def _answers(projects: Sequence[ProjectPlan], lookup: VariableLookup, concurrency: int,
+             progress: Callable[[str], None] | None) -> list[list[Mapping[str, Any] | None]]:
+    """GitLab's answer for each variable of each project, asked `concurrency` projects at a time; the first failure
+    stops the rest."""
+    shown = meter(progress, "checking CI/CD variables", "projects", len(projects), bar=False)
+    pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="variables")
+    try:
+        futures = [pool.submit(lambda p: [lookup(p.id, v.key, v.environment_scope) for v in p.variables], p)
+                   for p in projects]
+        answers = []
+        for done, future in enumerate(futures, 1):
+            answers.append(future.result())
+            shown.update(done)
+        return answers
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        shown.close()
+
+
+def variable_collisions(projects: Iterable[ProjectPlan], lookup: VariableLookup, stack: str, *, concurrency: int = 1,
+                        progress: Callable[[str], None] | None = None) -> tuple[list[Collision], list[str]]:
     """Variables the projects already have in the stack's scope: (adoptable, refused). Other scopes are not asked."""
     found: list[Collision] = []
     refused: list[str] = []
-    for p in projects:
-        for v in p.variables:
-            existing = lookup(p.id, v.key, v.environment_scope)
+    asked = list(projects)
+    for p, answers in zip(asked, _answers(asked, lookup, concurrency, progress), strict=True):
+        for v, existing in zip(p.variables, answers, strict=True):
             if existing is None:
                 continue
             description = str(existing.get("description") or "")
@@ -205,9 +228,11 @@ def gitlab_lookup(api: GitLabAPI, paths: Mapping[int, str]) -> VariableLookup:
     return lookup
 
 
-def check_variables(plan: Plan, deployed: Deployed | None, lookup: VariableLookup) -> tuple[list[Collision], list[str]]:
-    """The variable collisions of the projects new to the stack (the ones it holds are its own)."""
-    return variable_collisions(new_projects(plan, deployed), lookup, plan.stack)
+def check_variables(plan: Plan, deployed: Deployed | None, lookup: VariableLookup, *, concurrency: int = 1,
+                    progress: Callable[[str], None] | None = None) -> tuple[list[Collision], list[str]]:
+    """The variable collisions of the projects new to the stack (the ones it holds are its own), asked of GitLab
+    `concurrency` projects at a time (fleet:gitlab.concurrency)."""
+    return variable_collisions(new_projects(plan, deployed), lookup, plan.stack, concurrency=concurrency, progress=progress)
 
 
 def plan_checks(config: FleetConfig, plan: Plan, deployed: Deployed | None, token: str | None, stacks_dir: Path,
@@ -217,9 +242,9 @@ def plan_checks(config: FleetConfig, plan: Plan, deployed: Deployed | None, toke
     if token is None:
         return ["--inventory: nothing was checked for CI/CD variables, IAM roles or an OIDC provider that already "
                 "exist; pulumi preview and pulumi up check them before declaring anything"]
-    api = GitLabAPI(config.gitlab.api_url, token, RetryPolicy(timeout=config.gitlab.timeout,
-                                                              max_retries=config.gitlab.max_retries), log=progress)
-    found, refused = check_variables(plan, deployed, gitlab_lookup(api, {p.id: p.path for p in plan.projects}))
+    api = open_api(config.gitlab, token, progress)
+    found, refused = check_variables(plan, deployed, gitlab_lookup(api, {p.id: p.path for p in plan.projects}),
+                                     concurrency=config.gitlab.concurrency, progress=progress)
     stack_file = display_path(stack_path(stacks_dir, plan.stack))
     adoption = resolve(found, refused, AdoptConfig(variables=config.adopt.variables), stack_file=stack_file)
     return [*adoption.notes(), "IAM roles and an OIDC provider that already exist are checked by pulumi preview and "

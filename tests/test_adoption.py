@@ -185,9 +185,9 @@ def test_a_token_without_maintainer_is_refused_with_the_role_it_needs(shop):
         lookup(101, "ROLE_ARN", "production")
 
 
-def shop_plan(double, **sections: Any):
+def shop_plan(double, gitlab: dict[str, Any] | None = None, **sections: Any):
     from fleet.discovery import fetch_inventory
-    config = make_config(gitlab={"url": "https://gitlab.example.com", "apiUrl": double.url, "group": "shop"},
+    config = make_config(gitlab={"url": "https://gitlab.example.com", "apiUrl": double.url, "group": "shop", **(gitlab or {})},
                          variables={"environmentScope": "production"}, **sections)
     return config, build_plan(config, fetch_inventory(config.gitlab, "glpat-test", progress=None), "prod")
 
@@ -205,6 +205,34 @@ def test_plan_refuses_hand_made_variables_and_says_aws_is_checked_by_preview_and
     assert notes[0].startswith("adopting 1 CI/CD variable(s) that already exist (fleet:adopt)")
     assert notes[-1] == ("IAM roles and an OIDC provider that already exist are checked by pulumi preview and pulumi up "
                          "(plan has no AWS access)")
+
+
+def test_variables_of_new_projects_are_asked_many_at_once_with_the_same_verdict(shop, tmp_path):
+    shop.variables[101] = [make_variable("ROLE_ARN", "arn:aws:iam::111111111111:role/by-hand", "production")]
+    shop.variables[102] = [make_variable("GITLAB_AWS_ACCOUNT_ID", "111111111111", "production")]
+    verdicts = []
+    for concurrency in (1, 8):
+        config, plan = shop_plan(shop, gitlab={"concurrency": concurrency})
+        shop.latency = 0.2 if concurrency > 1 else 0.0
+        first = len(shop.arrivals)
+        with pytest.raises(CollisionError) as info:
+            plan_checks(config, plan, None, "glpat-test", tmp_path)
+        shop.latency = 0.0
+        verdicts.append(str(info.value))
+        asked = shop.arrivals[first:]
+        if concurrency > 1:  # 8 arrived before the first could be answered
+            assert sum(1 for t in asked if t < asked[0] + 0.1) == 8
+    assert verdicts[0] == verdicts[1]  # the same collisions, in the same order
+
+
+def test_a_failed_variable_request_stops_the_others(shop, tmp_path, monkeypatch):
+    monkeypatch.setattr("fleet.gitlab_api.pause", lambda s, cancel=None: None)
+    shop.faults.append(Fault(count=1, status=403, path_contains="/variables/"))
+    config, plan = shop_plan(shop, gitlab={"concurrency": 4})
+    first = len(shop.requests)
+    with pytest.raises(CollisionError, match="may not read the CI/CD variables of"):
+        plan_checks(config, plan, None, "glpat-test", tmp_path)
+    assert len(shop.requests) - first < 2 * len(plan.projects)  # not every project was asked
 
 
 def test_plan_from_a_saved_listing_says_nothing_was_checked(tmp_path):

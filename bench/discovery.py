@@ -70,7 +70,7 @@ def make_double(projects: int, subgroups: int, latency: float, fields: int = 0) 
         project = make_project(project_id, f"{groups[1 + n % subgroups]['full_path']}/service-{n}", groups)
         project.update({f"field_{f}": "enabled" if f % 3 else None for f in range(fields)})
         listed.append(project)
-    return GitLabDouble(groups=groups, projects=listed, latency=latency, static=True)
+    return GitLabDouble(groups=groups, projects=listed, latency=latency, static=True, keep_alive=True)
 
 
 def python(code: str, env: dict[str, str]) -> tuple[float, str]:
@@ -165,6 +165,7 @@ def main() -> None:
         write_stack(stacks, double.url)
         pages = math.ceil(args.projects / PER_PAGE)
 
+        our_discovery(double.url, env)  # once untimed: the double builds its index and encodes each project
         runs, requests = [], []
         for _ in range(args.runs):
             before = len(double.requests)

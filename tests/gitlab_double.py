@@ -108,6 +108,7 @@ class GitLabDouble:
     hidden_sub_claims: set[int] = field(default_factory=set)  # ids whose sub claim components the token cannot see
     latency: float = 0.0  # seconds before every answer
     static: bool = False  # the projects never change: listings come from an index built once
+    keep_alive: bool = False  # HTTP/1.1: a connection serves many requests, as GitLab's do
     arrivals: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -130,6 +131,7 @@ class GitLabDouble:
                     pass  # the client gave up (a timeout under test) before the answer was written
 
             do_POST = do_PUT = do_DELETE = do_GET
+            protocol_version = "HTTP/1.1" if double.keep_alive else "HTTP/1.0"
 
             def log_message(self, *args: Any) -> None:
                 pass

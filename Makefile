@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # started with -C, or by another Makefile, prints them before reading this file: use `make -s` there.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: demo test plan inventory help clean
+.PHONY: demo test plan inventory bench-discovery bench-program help clean
 
 # Setup prints to stderr only, so `make plan ... FORMAT=json > FILE` writes JSON alone.
 $(VENV)/.installed: requirements.txt
@@ -42,8 +42,15 @@ inventory: $(VENV)/.installed  ## save a stack's group listing: make inventory S
 	@test -n "$(STACK)" || { echo "make inventory: set STACK, e.g. make inventory STACK=dev > listing.json" >&2; exit 1; }
 	@$(PY) -m fleet inventory --stack $(call quote,$(STACK))
 
+# Benchmarks: figures and ratios measured in one run (not timed tests); the last line is for scripts.
+bench-discovery: $(VENV)/.installed  ## discovery of 10,000 projects against the GitLab API double (50 ms per request)
+	$(PY) bench/discovery.py
+
+bench-program: $(VENV)/.installed-test  ## the Pulumi program under constant-time mocks against a bare program (1k/5k/10k projects)
+	$(PY) bench/program.py
+
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /\1\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

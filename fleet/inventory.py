@@ -7,10 +7,11 @@ The saved form is the contract of `fleet inventory` and `plan --inventory`:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import InventoryError
 from .gitref import ref_problem
@@ -161,6 +162,14 @@ def parse_inventory(data: Any, parsed: Mapping[int, tuple[Any, Project]] | None 
     if version is not None and (not isinstance(version, str) or not version):
         raise _fail("inventory", "gitlab_version", version, "the version GET /version answers, e.g. \"18.7.1-ee\"")
     return Inventory(group=parse_group(data["group"]), projects=tuple(seen.values()), raw=data, gitlab_version=version)
+
+
+def dump_listing(raw: Mapping[str, Any], out: TextIO) -> None:
+    """A listing as JSON that load_inventory reads back: one project per line (diffable, and written at once: 10,000
+    projects take a twentieth of a second, where json.dump's indenting encoder takes seconds)."""
+    head = json.dumps({k: v for k, v in raw.items() if k != "projects"})
+    projects = ",\n".join(json.dumps(p) for p in raw["projects"])
+    out.write(head[:-1] + (", " if head != "{}" else "") + '"projects": [\n' + projects + "\n]}\n")
 
 
 def load_inventory(path: str) -> Inventory:

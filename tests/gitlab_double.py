@@ -132,6 +132,7 @@ class GitLabDouble:
 
             do_POST = do_PUT = do_DELETE = do_GET
             protocol_version = "HTTP/1.1" if double.keep_alive else "HTTP/1.0"
+            disable_nagle_algorithm = True  # else a kept-alive answer's last segment waits for the client's delayed ACK
 
             def log_message(self, *args: Any) -> None:
                 pass

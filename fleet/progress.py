@@ -11,9 +11,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, TextIO
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 Log = Callable[[str], None]
 
 
@@ -53,6 +50,9 @@ class Bar:
     """A rich progress bar on stderr, gone when the work ends (the summary line that follows says what was done)."""
 
     def __init__(self, title: str, unit: str, total: int | None, stream: TextIO = sys.stderr):
+        from rich.console import Console  # only where a bar is drawn: the command line starts faster without it
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn(unit + " {task.fields[detail]}"), TimeElapsedColumn(),
                                   console=Console(file=stream), transient=True)

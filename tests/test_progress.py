@@ -42,3 +42,14 @@ def test_a_bar_only_on_a_terminal_outside_ci():
 def test_no_log_no_output():
     assert isinstance(meter(None, "x", "projects", 3, bar=False), Silent)
     assert isinstance(meter(print, "x", "projects", 3, bar=False), Lines)
+
+
+def test_on_a_terminal_the_bar_shows_how_far_and_is_gone_at_the_end():
+    from fleet.progress import Bar
+    screen = Tty()
+    bar = Bar("listing big", "projects", 1_000, stream=screen)
+    bar.update(500, "5 requests")
+    bar.close()
+    drawn = screen.getvalue()
+    assert "listing big" in drawn and "500/1000" in drawn and "5 requests" in drawn
+    assert drawn.endswith("\x1b[2K")  # the last line is erased: the summary line that follows stands alone

@@ -212,10 +212,15 @@ def _engine_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
     up = add("up", "refresh and update the stack, refusing past the blast-radius guard",
              "Refresh and preview; refuse before touching anything when the run would delete or replace more roles than\n"
              "allowed (fleet:guard.maxDeletes, default 5, and never more than 10% of the stack's roles), or every role;\n"
-             "then ask (or need --yes) and update.")
+             "then ask (or need --yes) and update. With --new-only, only the projects created since the stack's last\n"
+             "run get their role and variables (the short schedule's job); anything else waits for a full up.")
     up.add_argument("--max-deletes", type=_max_deletes, metavar="N",
                     help="allow this run to delete or replace up to N roles (replaces fleet:guard.maxDeletes and the 10%% cap)")
     up.add_argument("--yes", action="store_true", help="do not ask (needed when not on a terminal, e.g. in CI)")
+    up.add_argument("--new-only", action="store_true",
+                    help="only the projects created since the stack's last run: list the group newest first down to the "
+                         "first project the stack knows, and update only their resources (Pulumi --target); never "
+                         "deletes or replaces anything, and does not run Pulumi's preview when nothing is new")
     reconcile = add("reconcile", "the scheduled job: drift, then with fleet:reconcile auto an up under the same guard",
                     "Run drift; when drift is found and the stack's fleet:reconcile is auto, run up under the same guard\n"
                     "(as with --yes). With fleet:reconcile report (the default) drift is only reported.",
@@ -286,7 +291,7 @@ def _engine(args: argparse.Namespace, context: operations.Context | None = None)
     if args.command == "drift":
         return operations.drift(ctx, args.stack, issue=args.issue)
     if args.command == "up":
-        return operations.up(ctx, config, args.stack, max_deletes=args.max_deletes, yes=args.yes)
+        return operations.up(ctx, config, args.stack, max_deletes=args.max_deletes, yes=args.yes, new_only=args.new_only)
     return operations.reconcile(ctx, config, args.stack, issue=args.issue)
 
 

@@ -1,4 +1,5 @@
-"""The Pulumi engine through the Automation API: select a stack, run preview / refresh preview / up, collect events.
+"""The Pulumi engine through the Automation API: select a stack, run preview / refresh preview / up (optionally limited
+to --target URNs), collect events; read the stack's outputs and config.
 
 Only this module talks to the Pulumi CLI. It returns the engine's own events (pulumi.automation.events) for the
 functional core to read, and turns the CLI's failures into FleetErrors that say what to do.
@@ -10,9 +11,10 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
@@ -131,12 +133,35 @@ class Engine:
         if self.log is not None:
             self.log(line)
 
-    def preview(self, *, expect_no_changes: bool = False) -> Run:
-        """A preview with a diff (refreshing first, as Pulumi.yaml asks); writes nothing to the stack."""
+    @property
+    def project_name(self) -> str:
+        """The Pulumi project's name (Pulumi.yaml `name`): the second part of every URN of the stack."""
+        return str(self._stack.workspace.project_settings().name)
+
+    def outputs(self) -> dict[str, Any]:
+        """The stack's outputs from its last update (`pulumi stack output --json`), secrets in plain text; empty
+        for a stack never updated."""
+        try:
+            return {key: output.value for key, output in self._stack.outputs().items()}
+        except auto_errors.CommandError as err:
+            raise _explain(err, self.stack_name, "reading the outputs of") from err
+
+    def config_value(self, key: str) -> str | None:
+        """One key of the stack's config as `pulumi config` reads it (a secret decrypted), None when it is not set."""
+        try:
+            value = self._stack.get_all_config().get(key)
+        except auto_errors.CommandError as err:
+            raise _explain(err, self.stack_name, "reading the config of") from err
+        return None if value is None else value.value
+
+    def preview(self, *, expect_no_changes: bool = False, target: Sequence[str] = ()) -> Run:
+        """A preview with a diff (refreshing first, as Pulumi.yaml asks); writes nothing to the stack. `target`:
+        URNs or globs (Pulumi's --target): only those resources may change."""
         run = Run()
         try:
             self._stack.preview(diff=True, refresh=True, color="never", on_event=run.add, on_output=self._output,
-                                on_error=run.error_line, expect_no_changes=expect_no_changes or None)
+                                on_error=run.error_line, expect_no_changes=expect_no_changes or None,
+                                target=list(target) or None)
         except auto_errors.CommandError as err:
             if expect_no_changes and run.only_changes_proposed():
                 run.changes_unexpected = True
@@ -153,13 +178,15 @@ class Engine:
             raise _explain(err, self.stack_name, "refreshing (preview only)") from err
         return run
 
-    def up(self, env: Mapping[str, str] | None = None) -> Run:
-        """Refresh, then update the stack; `env` is added to the environment of the CLI and the program."""
+    def up(self, env: Mapping[str, str] | None = None, *, target: Sequence[str] = ()) -> Run:
+        """Refresh, then update the stack; `env` is added to the environment of the CLI and the program; `target` as
+        in `preview`."""
         workspace = self._stack.workspace
         workspace.env_vars = {**workspace.env_vars, **(env or {})}
         run = Run()
         try:
-            self._stack.up(refresh=True, color="never", on_event=run.add, on_output=self._output)
+            self._stack.up(refresh=True, color="never", on_event=run.add, on_output=self._output,
+                           target=list(target) or None)
         except auto_errors.CommandError as err:
             raise _explain(err, self.stack_name, "updating") from err
         return run

@@ -1,4 +1,5 @@
-"""The engine-backed commands: preview (and its merge-request note), drift (and its issue), guarded up, reconcile.
+"""The engine-backed commands: preview (and its merge-request note), drift (and its issue), guarded up (and its
+--new-only onboarding), reconcile.
 
 Thin shell: the engine runs Pulumi and hands back its events; changes/report/drift read them; guard decides;
 gitlab_notes publishes. What each command checks cheaply (flags, environment, config) it checks before Pulumi runs.
@@ -13,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from . import guard
+from . import guard, onboarding
 from .changes import ResourceChange, collect
-from .config import FleetConfig
+from .config import FleetConfig, is_numeric_id
+from .discovery import explain_failure, open_api, resolve_token
 from .drift import classify, render_drift
-from .engine import Engine
-from .errors import UsageError
+from .engine import Engine, EngineError
+from .errors import DiscoveryError, UsageError
+from .gitlab_api import GitLabError
 from .gitlab_notes import NOTE_LIMIT, issue_target, marker, note_target, sync_issue, upsert_note
 from .report import render_preview
 
@@ -97,10 +100,28 @@ def drift(ctx: Context, stack: str, *, issue: bool) -> int:
     return 0 if clean else 2
 
 
-def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None, yes: bool) -> int:
-    """Refresh and preview, refuse past the guard, ask (or need --yes), then update under the program's own guard."""
+def _confirmed(ctx: Context, stack: str, yes: bool) -> bool:
+    """--yes, or a person who typed yes; an empty answer, or the end of input, is a no."""
+    if yes:
+        return True
+    answer = ctx.ask(f"Apply these changes to stack {stack}? Type yes to continue: ")
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    _stderr("up: not confirmed; nothing was changed.")
+    return False
+
+
+def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None, yes: bool,
+       new_only: bool = False) -> int:
+    """Refresh and preview, refuse past the guard, ask (or need --yes), then update under the program's own guard.
+    `new_only`: only the projects created since the stack's last run (see `onboard`)."""
     if not yes and not ctx.interactive:
         raise UsageError("up: not on a terminal, so nobody can confirm: pass --yes (in CI, after a reviewed preview).")
+    if new_only:
+        if max_deletes is not None:
+            raise UsageError("up: --max-deletes cannot be combined with --new-only, which never deletes or replaces "
+                             "anything: leave one of them out.")
+        return onboard(ctx, config, stack, yes=yes)
     explicit = max_deletes is not None
     limit = max_deletes if max_deletes is not None else config.guard.max_deletes
     engine = ctx.open(stack)
@@ -109,14 +130,94 @@ def up(ctx: Context, config: FleetConfig, stack: str, *, max_deletes: int | None
     provider = next((c.guard_op for c in planned if c.kind == "oidc-provider" and c.guard_op in ("delete", "replace")), None)
     guard.check(steps, stack=stack, max_deletes=limit, explicit=explicit, provider_op=provider)
     ctx.out.write(render_preview(planned, stack=stack, limit=_limit("preview", stack)) + "\n")
-    if not yes:
-        answer = ctx.ask(f"Apply these changes to stack {stack}? Type yes to continue: ")
-        if answer.strip().lower() not in ("y", "yes"):  # an empty answer, or the end of input, is a no
-            _stderr("up: not confirmed; nothing was changed.")
-            return 1
+    if not _confirmed(ctx, stack, yes):
+        return 1
     before = sum(1 for s in steps if s.op != "create")
     engine.up({guard.ENV: str(guard.allowed(limit, before, explicit=explicit))})  # the same workspace: no second select
     _stderr(f"stack {stack} updated.")
+    return 0
+
+
+def new_projects(config: FleetConfig, token: str, known: frozenset[int]) -> onboarding.NewProjects:
+    """The group's projects above the first id the stack knows, newest first, narrowed as the plan narrows them."""
+    gl = config.gitlab
+    api = open_api(gl, token, _stderr)
+    what = f"listing the newest projects of '{gl.group}'"
+    try:
+        listed = onboarding.newest_first(
+            lambda below: api.group_projects(gl.group, after=None, before=below, descending=True,
+                                             include_subgroups=gl.include_subgroups, with_shared=gl.include_shared,
+                                             per_page=onboarding.PER_PAGE),
+            known, source=f"GitLab at {gl.api_url}")
+        if not listed:
+            return onboarding.NewProjects((), ())
+        what = f"reading group '{gl.group}'"
+        group_path = api.group(gl.group).get("full_path") if is_numeric_id(gl.group) else gl.group
+    except GitLabError as err:
+        raise explain_failure(err, gl, what, api) from err
+    if not isinstance(group_path, str) or not group_path:
+        raise DiscoveryError(f"GitLab at {gl.api_url} did not say the full path of group {gl.group}; nothing was changed.")
+    return onboarding.select_new(config, group_path, listed)
+
+
+# The engine's words when a targeted run needs something outside its targets: a resource that only a full run
+# creates (diag 2013), or an ARN the plan expects from a role only a full run replaces (fleet/resources.py).
+_NEEDS_FULL_UP = ("was not specified in --target list", "but the plan says")
+
+
+def onboard(ctx: Context, config: FleetConfig, stack: str, *, yes: bool) -> int:
+    """`up --new-only`: create the resources of the projects created since the stack's last run, and nothing else.
+
+    The GitLab token is GITLAB_TOKEN or the stack secret gitlab:token, as for `pulumi up`; the stack's outputs say which project ids it knows; GitLab lists the group
+    newest first down to the first known id. No new project: done, without running Pulumi's preview. Otherwise a
+    preview and an update limited (Pulumi --target) to those projects' resources, refused when it would delete or
+    replace anything; the program still lists, names and guards the whole group."""
+    from_env = ctx.env.get("GITLAB_TOKEN")
+    token = resolve_token(from_env) if from_env else None  # a malformed token is refused before Pulumi runs
+    engine = ctx.open(stack)
+    if token is None:  # as `pulumi up`: GITLAB_TOKEN, else the stack secret gitlab:token
+        token = resolve_token(None, engine.config_value("gitlab:token"), secret_offered=True)
+    known = onboarding.known_ids(engine.outputs(), stack)
+    found = new_projects(config, token, known)
+    if found.other_shards:
+        _stderr(f"{found.other_shards} new project(s) belong to other shards of the group (fleet:shard).")
+    for skip in found.skipped:
+        _stderr(f"new project {skip.path} (id {skip.id}) gets no role: {skip.detail}")
+    if not found.onboard:
+        _stderr(f"stack {stack}: no new project to onboard since its last run; nothing was changed.")
+        return 0
+    ids = [p.id for p in found.onboard]
+    _stderr(f"stack {stack}: {len(ids)} new project(s) since its last run: "
+            f"{', '.join(f'{p.path} (id {p.id})' for p in found.onboard)}; only their resources are updated.")
+    targets = onboarding.targets(stack, engine.project_name, ids)
+    try:
+        planned = collect(engine.preview(target=targets).events)
+    except EngineError as err:
+        if any(words in str(err) for words in _NEEDS_FULL_UP):
+            raise onboarding.OnboardingError(
+                f"{err} A --new-only run changes only the new projects' resources, and this one needs a change outside "
+                "them first (a managed policy of a library entry no role used before, or a role renamed or moved since "
+                f"the last full run): run a full `python -m fleet up --stack {stack}`.") from err
+        raise
+    onboarding.check_creates_only(planned, stack)
+    if not any(c.changed for c in planned if c.project_id in ids):
+        _stderr(f"stack {stack}: the plan gives none of the new projects a role (`python -m fleet plan --stack {stack}` "
+                "says why); nothing was changed.")
+        return 0
+    ctx.out.write(render_preview(planned, stack=stack, limit=_limit("preview", stack)) + "\n")
+    if not _confirmed(ctx, stack, yes):
+        return 1
+    before = sum(1 for s in role_steps(planned) if s.op != "create")
+    engine.up({guard.ENV: str(guard.allowed(config.guard.max_deletes, before, explicit=False))}, target=targets)
+    created = onboarding.created_projects(planned)
+    _stderr(f"stack {stack} updated: {len(created)} new project(s) onboarded.")
+    # The program names every project it lists; one created while this run went was listed but not targeted, and
+    # the stack's outputs now count it as known although it has no role yet.
+    raced = sorted(onboarding.known_ids(engine.outputs(), stack) - known - set(ids))
+    if raced:
+        _stderr(f"warning: stack {stack}: project(s) {', '.join(map(str, raced))} appeared in GitLab during this run: the "
+                "stack's outputs now list them, so --new-only no longer sees them as new; they get their roles at the next "
+                f"full `python -m fleet up --stack {stack}`.")
     return 0
 
 

@@ -6,9 +6,9 @@ events to the SDK exactly as CLI 3.272 does (gRPC on the `--event-log tcp://…`
 stdout/stderr and exits with its code. Every call is appended to `<root>/calls.jsonl` (argv, cwd and the
 FLEET_* environment) so tests can assert what was run. An unexpected command fails loudly (exit 99).
 
-Scenario keys: "version"; per operation ("select", "preview", "refresh", "up", "outputs", "history"):
+Scenario keys: "version"; per operation ("select", "preview", "refresh", "up", "outputs", "history", "config"):
 {"events": [event dicts], "stdout": str, "stderr": str, "exit": int}, or a list of them answered in turn;
-"outputs" has "value" (the stack outputs).
+"outputs" has "value" (the stack outputs), "config" has "value" ({key: plain value}; gitlab:token is a secret).
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def _operation(args: list[str]) -> str | None:
         return "outputs"
     if words[:2] == ["stack", "history"]:
         return "history"
+    if words[:1] == ["config"] and "--json" in args:
+        return "config"
     if words[:1] == ["preview"]:
         return "help" if "--help" in args else "preview"
     if words[:1] == ["refresh"]:
@@ -90,6 +92,9 @@ def main(argv: list[str]) -> int:
         answer = answer[min(done, len(answer) - 1)]
     if op == "outputs":
         print(json.dumps(answer.get("value", {})))
+        return 0
+    if op == "config":  # `pulumi config --show-secrets --json`: {key: {"value": ..., "secret": ...}}
+        print(json.dumps({k: {"value": v, "secret": k == "gitlab:token"} for k, v in answer.get("value", {}).items()}))
         return 0
     if op == "history":
         print(json.dumps(answer.get("value", [{"version": 1, "kind": "update", "startTime": "2026-11-23T00:00:00.000Z",

@@ -104,3 +104,22 @@ def test_a_directory_without_pulumi_yaml_is_refused(tmp_path):
     root = fake_pulumi.install(tmp_path, {})
     with pytest.raises(EngineError, match="holds no Pulumi.yaml"):
         Engine(tmp_path, "dev", command=auto.PulumiCommand(root=str(root), skip_version_check=True))
+
+
+def test_targets_reach_preview_and_up_and_outputs_and_config_are_read(tmp_path):
+    urns = ["urn:pulumi:dev::gitlab-aws-oidc-fleet::gitlab-aws-oidc-fleet:index:ProjectAccess**::project-7",
+            "urn:pulumi:dev::gitlab-aws-oidc-fleet::gitlab-aws-oidc-fleet:index:ProjectAccess$**::project-7-*"]
+    e, root = engine(tmp_path, {"preview": {"events": [SUMMARY]}, "up": {"events": [SUMMARY]},
+                                "outputs": {"value": {"roleNames": {"7": "gitlab-g-a"}}},
+                                "config": {"value": {"gitlab:token": "glpat-x", "aws:region": "eu-west-1"}}})
+    e.preview(target=urns)
+    e.up(target=urns)
+    e.preview()
+    previews = [c["args"] for c in fake_pulumi.calls(root) if c["args"][0] == "preview"]
+    [up] = [c["args"] for c in fake_pulumi.calls(root) if c["args"][0] == "up"]
+    for args in (previews[0], up):
+        assert [args[i + 1] for i, a in enumerate(args) if a == "--target"] == urns
+    assert "--target" not in previews[1]
+    assert e.outputs() == {"roleNames": {"7": "gitlab-g-a"}}
+    assert e.config_value("gitlab:token") == "glpat-x" and e.config_value("gitlab:baseUrl") is None
+    assert e.project_name == "gitlab-aws-oidc-fleet"

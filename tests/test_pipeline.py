@@ -147,6 +147,9 @@ MERGE_REQUEST = {"CI_PIPELINE_SOURCE": "merge_request_event", "CI_DEFAULT_BRANCH
                  "CI_MERGE_REQUEST_IID": "7", "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature/x"}
 DEFAULT_BRANCH_PUSH = {"CI_PIPELINE_SOURCE": "push", "CI_COMMIT_BRANCH": DEFAULT_BRANCH, "CI_DEFAULT_BRANCH": DEFAULT_BRANCH}
 SCHEDULE = {"CI_PIPELINE_SOURCE": "schedule", "CI_COMMIT_BRANCH": DEFAULT_BRANCH, "CI_DEFAULT_BRANCH": DEFAULT_BRANCH}
+ONBOARD_SCHEDULE = {**SCHEDULE, "FLEET_JOB": "onboard"}
+WEBHOOK_TRIGGER = {"CI_PIPELINE_SOURCE": "trigger", "CI_PIPELINE_TRIGGERED": "true", "CI_COMMIT_BRANCH": DEFAULT_BRANCH,
+                   "CI_DEFAULT_BRANCH": DEFAULT_BRANCH}
 
 
 def fleet_commands(lines: list[str]) -> list[list[str]]:
@@ -253,6 +256,28 @@ def test_schedules_reconcile_only_non_production_and_drift_left_to_a_person_is_a
         assert (job["environment"].get("action") == "verify") is production, f"{name}: production drift deploys nothing"
         assert 'export AWS_ROLE_ARN="${FLEET_DEPLOYER_ROLE_ARN:?' in "\n".join(shell(job)), name
         assert job["allow_failure"] == {"exit_codes": [2]}, f"{name}: exit 2 (drift left) warns, exit 1 (error) fails"
+
+
+def test_onboarding_schedules_and_webhook_triggers_only_onboard_every_stack_once():
+    pipeline = load_pipeline()
+    for context in (ONBOARD_SCHEDULE, WEBHOOK_TRIGGER):
+        found = running(pipeline, context)
+        assert found, context
+        stacks = [s for job, _ in found.values() for s in stacks_of(job)]
+        assert sorted(stacks) == sorted(deployed_stacks()), f"{context}: every stack once, {stacks}"
+        for name, (job, when) in found.items():
+            assert when == "on_success", name
+            assert fleet_commands(flat(job["script"])) == [["up", "--stack", "$STACK", "--new-only", "--yes"]], name
+            assert 'export AWS_ROLE_ARN="${FLEET_DEPLOYER_ROLE_ARN:?' in "\n".join(shell(job)), name
+            assert job["environment"]["name"] == "fleet/$STACK", f"{name}: the deployer's variables, the stack's lock"
+    # an onboarding job runs nowhere else: not in drift schedules, merge requests, pushes, or a trigger on another branch
+    onboarding = {name for name, job in jobs(pipeline).items()
+                  if ["up", "--stack", "$STACK", "--new-only", "--yes"] in fleet_commands(flat(job["script"]))}
+    assert onboarding == set(running(pipeline, ONBOARD_SCHEDULE))
+    for context in (SCHEDULE, MERGE_REQUEST, DEFAULT_BRANCH_PUSH, {**WEBHOOK_TRIGGER, "CI_COMMIT_BRANCH": "feature/x"},
+                    {**SCHEDULE, "FLEET_JOB": "something-else"}):
+        assert not onboarding & set(running(pipeline, context)), context
+    assert running(pipeline, {**WEBHOOK_TRIGGER, "CI_COMMIT_BRANCH": "feature/x"}) == {}
 
 
 def test_every_job_reaches_aws_with_its_id_token_and_no_stored_key():

@@ -9,16 +9,14 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from . import audit, operations
 from .adoption import plan_checks
 from .config import FleetConfig, account_problem, group_problem, is_numeric_id, normalise_url
 from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
-from .engine import PULUMI_VERSION
 from .errors import ConfigError, FleetError, UsageError
-from .inventory import Inventory, is_project_path, load_inventory
+from .inventory import Inventory, dump_listing, is_project_path, load_inventory
 from .naming import helper_role_name, path_slug
 from .planner import build_plan
 from .policies import stack_library
@@ -39,6 +37,10 @@ from .stacks import (
     stack_config,
     stack_path,
 )
+from .versions import PULUMI_VERSION
+
+if TYPE_CHECKING:
+    from . import operations
 
 T = TypeVar("T")
 
@@ -283,6 +285,8 @@ def _policies(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace, context: operations.Context | None = None) -> int:
+    from . import operations  # the Pulumi SDK loads only for the commands that run Pulumi
+
     config = stack_config(_stack(args))  # a bad stack file is refused before Pulumi runs
     ctx = context or operations.Context(project_dir=args.stacks_dir.resolve().parent, env=os.environ, out=sys.stdout,
                                         interactive=sys.stdin.isatty() and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -297,6 +301,7 @@ def _engine(args: argparse.Namespace, context: operations.Context | None = None)
 
 def _audit(args: argparse.Namespace, stack: StackFile, config: FleetConfig) -> int:
     """`audit`: the plan from the listing (as `plan` makes it), the account's roles, the report; 2 when it has findings."""
+    from . import audit  # boto3 loads only for the audit
     library = stack_library(config.policies, args.stacks_dir.parent)
     listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
     if args.inventory:  # a saved listing can be of any group
@@ -325,8 +330,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return _audit(args, stack, config)
     if args.command == "inventory":
         inventory = _list_group(config)
-        json.dump(inventory.raw, sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        dump_listing(inventory.raw, sys.stdout)
         return 0
     others = other_targets(args.stacks_dir, args.stack)
     library = stack_library(config.policies, args.stacks_dir.parent)

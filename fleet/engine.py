@@ -21,8 +21,8 @@ from pulumi.automation import errors as auto_errors
 from pulumi.automation.events import EngineEvent
 
 from .errors import FleetError
+from .versions import PULUMI_VERSION
 
-PULUMI_VERSION = "3.272.0"  # the CLI the README, the pipeline and the SDK in requirements.txt agree on
 INSTALL_HINT = f"curl -fsSL https://get.pulumi.com | sh -s -- --version {PULUMI_VERSION}"
 # The CLI's one error line when --expect-no-changes finds changes ("... were proposed" in preview).
 NO_CHANGES_EXPECTED = re.compile(r"error: no changes were expected (for \w+ )?but changes (were proposed|occurred)")

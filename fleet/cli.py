@@ -11,18 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from .adoption import plan_checks
 from .config import FleetConfig, account_problem, group_problem, is_numeric_id, normalise_url
-from .deployed import load_deployed
 from .discovery import fetch_inventory, resolve_token
 from .errors import ConfigError, FleetError, UsageError
 from .inventory import Inventory, dump_listing, is_project_path, load_inventory
-from .naming import helper_role_name, path_slug
-from .planner import build_plan
-from .policies import stack_library
-from .policy_library import RenderContext, library_for, unknown_names
-from .render import render_audit_json, render_audit_table, render_entry, render_json, render_library, render_table
-from .selection import check_group
 from .spelling import spell
 from .stacks import (
     DEFAULT_STACKS_DIR,
@@ -266,6 +258,10 @@ def _stack(args: argparse.Namespace) -> StackFile:
 
 
 def _policies(args: argparse.Namespace) -> int:
+    from .naming import helper_role_name, path_slug
+    from .policy_library import RenderContext, library_for, unknown_names
+    from .render import render_entry, render_library
+
     stack = _stack(args) if args.stack else None
     config = stack_config(stack) if stack else None
     library = library_for(config.policies.libraries if config else (), args.stacks_dir.parent)
@@ -299,13 +295,25 @@ def _engine(args: argparse.Namespace, context: operations.Context | None = None)
     return operations.reconcile(ctx, config, args.stack, issue=args.issue)
 
 
-def _audit(args: argparse.Namespace, stack: StackFile, config: FleetConfig) -> int:
-    """`audit`: the plan from the listing (as `plan` makes it), the account's roles, the report; 2 when it has findings."""
-    from . import audit  # boto3 loads only for the audit
-    library = stack_library(config.policies, args.stacks_dir.parent)
+def _listing_for_plan(args: argparse.Namespace, config: FleetConfig) -> Inventory:
+    """The listing `plan` and `audit` plan from: a saved one (checked to be the stack's group), else GitLab's."""
+    from .selection import check_group
+
     listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
     if args.inventory:  # a saved listing can be of any group
         _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
+    return listing
+
+
+def _audit(args: argparse.Namespace, stack: StackFile, config: FleetConfig) -> int:
+    """`audit`: the plan from the listing (as `plan` makes it), the account's roles, the report; 2 when it has findings."""
+    from . import audit  # boto3 loads only for the audit
+    from .planner import build_plan
+    from .policies import stack_library
+    from .render import render_audit_json, render_audit_table
+
+    library = stack_library(config.policies, args.stacks_dir.parent)
+    listing = _listing_for_plan(args, config)
     plan = build_plan(config, listing, args.stack, library=library, region=region_of(stack))
     iam, sts = audit.connect(region_of(stack))
     account = audit.read_account(iam, sts, issuer=config.issuer, expected_account=config.account_id)
@@ -332,11 +340,20 @@ def run(argv: Sequence[str] | None = None) -> int:
         inventory = _list_group(config)
         dump_listing(inventory.raw, sys.stdout)
         return 0
+    return _plan(args, stack, config)
+
+
+def _plan(args: argparse.Namespace, stack: StackFile, config: FleetConfig) -> int:
+    """`plan`: the listing (GitLab's, or a saved one), the plan, the checks GitLab answers, the table or JSON."""
+    from .adoption import plan_checks
+    from .deployed import load_deployed
+    from .planner import build_plan
+    from .policies import stack_library
+    from .render import render_json, render_table
+
     others = other_targets(args.stacks_dir, args.stack)
     library = stack_library(config.policies, args.stacks_dir.parent)
-    listing = _from_flag("--inventory", load_inventory, args.inventory) if args.inventory else _list_group(config)
-    if args.inventory:  # a saved listing can be of any group
-        _from_flag("--inventory", lambda _: check_group(config, listing, "--group" if args.group else "fleet:gitlab.group"), args.inventory)
+    listing = _listing_for_plan(args, config)
     deployed = _from_flag("--deployed", lambda path: load_deployed(path, listing.projects), args.deployed) if args.deployed else None
     plan = build_plan(config, listing, args.stack, deployed, library=library, region=region_of(stack),
                       restoring=deployed.sub_claims if deployed else None)

@@ -26,7 +26,7 @@ from typing import Any
 from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
 from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
-from .id_ranges import IdRanges, Unordered, check_order
+from .id_ranges import IdRanges, Job, Unordered, check_order
 from .inventory import Inventory, PathClash, Project, parse_inventory, parse_project
 from .progress import meter, stderr_is_terminal
 from .spelling import spell
@@ -116,7 +116,7 @@ def open_api(config: GitLabConfig, token: str, progress: Progress | None) -> Git
     """The GitLab API as the stack's fleet:gitlab settings allow: timeout, retries, requests at once, request rate."""
     policy = RetryPolicy(timeout=config.timeout, max_retries=config.max_retries)
     return GitLabAPI(config.api_url, token, policy, log=progress, rate=config.rate_limit,
-                     connections=max(10, config.concurrency))
+                     connections=config.concurrency)
 
 
 def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | None) -> dict[str, Any]:
@@ -172,26 +172,75 @@ def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges, parsed: Pars
             return
 
 
+class _Newest(threading.Thread):
+    """The group's newest page (ids descending), read alongside its first page: on a large group it ends the open
+    range at once; on a group of one page it goes unused."""
+
+    def __init__(self, api: GitLabAPI, config: GitLabConfig, parsed: Parsed):
+        super().__init__(name="discovery-newest", daemon=True)
+        self.api, self.config, self.parsed = api, config, parsed
+        self.job = Job(top=True, after=None, before=None)
+        self.answer: tuple[list[Any], bool] | None = None
+        self.failure: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            items, last = self.api.group_projects(self.config.group, after=None, descending=True, per_page=PER_PAGE,
+                                                  include_subgroups=self.config.include_subgroups,
+                                                  with_shared=self.config.include_shared)
+            for item in items:
+                _project_id(item, None, self.api)
+            check_order(items, self.job)
+            for item in items:
+                self.parsed[id(item)] = (item, parse_project(item, 0))
+            self.answer = (items, last)
+        except BaseException as err:  # handed to the listing's thread
+            self.failure = err
+
+
 def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | None, *, bar: bool = False,
                   more_pages: Callable[[], None] = lambda: None, parsed: Parsed | None = None) -> list[dict[str, Any]]:
     """Every project GitLab lists for the group, in ascending id order (see the module docstring), read by up to
     fleet:gitlab.concurrency requests at once (see fleet/id_ranges.py). `more_pages` is called when the first page
     was not the last (other requests can start alongside)."""
-    first = api.projects_page(config.group, after=None, include_subgroups=config.include_subgroups,
-                              with_shared=config.include_shared, per_page=PER_PAGE)
+    parsed = {} if parsed is None else parsed
+    newest = _Newest(api, config, parsed) if config.concurrency > 1 else None
+    if newest is not None:
+        newest.start()
+    try:
+        first = api.projects_page(config.group, after=None, include_subgroups=config.include_subgroups,
+                                  with_shared=config.include_shared, per_page=PER_PAGE)
+    except BaseException:
+        if newest is not None:
+            newest.join()  # the first page's failure is the one reported
+        raise
     after: int | None = None
     for item in first.items:
         after = _project_id(item, after, api)
     if not first.items or (first.last and len(first.items) < PER_PAGE):
+        if newest is not None:
+            newest.join()  # one page holds the group: the newest page is not needed, whatever it answered
         return first.items
     more_pages()
-    ranges = IdRanges(first.items, per_page=PER_PAGE, readers=config.concurrency, total=first.total)
-    readers = [threading.Thread(target=_reader, args=(api, config, ranges, {} if parsed is None else parsed), name=f"discovery-{n}", daemon=True)
+    ranges = IdRanges(first.items, per_page=PER_PAGE, readers=config.concurrency, total=first.total,
+                      newest_under_way=newest is not None, requests_are_free=config.rate_limit is None)
+    readers = [threading.Thread(target=_reader, args=(api, config, ranges, parsed), name=f"discovery-{n}", daemon=True)
                for n in range(config.concurrency)]
     shown = meter(progress, f"listing {config.group}", "projects", first.total, bar=bar)
     try:
-        for reader in readers:
+        # At most fleet:gitlab.concurrency requests at once: the last reader starts when the newest page is in.
+        for reader in readers[:-1] if newest is not None else readers:
             reader.start()
+        if newest is not None:
+            while newest.is_alive():
+                newest.join(0.1)
+                shown.update(ranges.found, f"{api.requests_made} requests")
+            if newest.answer is not None:
+                ranges.commit(newest.job, *newest.answer)
+            else:
+                api.cancel.set()
+                ranges.fail(newest.failure or RuntimeError("the newest page was not read"))
+            readers[-1].start()
         for reader in readers:
             while reader.is_alive():
                 reader.join(0.1)

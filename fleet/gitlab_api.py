@@ -174,6 +174,7 @@ class GitLabAPI:
         self.policy = policy
         self._log = log
         self.gate = RequestGate(rate)
+        self._slots = threading.BoundedSemaphore(connections)  # requests in flight at once, whichever thread asks
         self.cancel = threading.Event()  # set when a listing gives up: requests under way stop at their next wait
         self._count = 0
         self._count_lock = threading.Lock()
@@ -197,12 +198,8 @@ class GitLabAPI:
         own_hold = False
         while True:
             status: int | None = None
-            self.gate.wait_turn(self.cancel, own_hold=own_hold)
-            own_hold = False
-            with self._count_lock:
-                self._count += 1
             try:
-                response = self._attempt(path, query or {})
+                response = self._attempt_in_turn(path, query or {}, own_hold=own_hold)
             except _RetryableStatus as err:
                 status = err.response.status_code
                 kind = "rate-limited" if status == 429 else "server-error"
@@ -241,6 +238,7 @@ class GitLabAPI:
                 raise GitLabError(kind, f"GET {path}: {cause}, {retries} retries spent", path=path,
                                   status=status, retries=retries)
             retries += 1
+            own_hold = False
             if kind == "rate-limited":  # every request of this client waits, not only this one
                 self.gate.hold(wait)
                 own_hold = True
@@ -250,6 +248,14 @@ class GitLabAPI:
             pause(wait, self.cancel)
             if self.cancel.is_set():
                 raise Cancelled()
+
+    def _attempt_in_turn(self, path: str, query: dict[str, Any], *, own_hold: bool) -> requests.Response:
+        """One attempt once a slot is free (at most `connections` at once) and the gate lets it start."""
+        with self._slots:
+            self.gate.wait_turn(self.cancel, own_hold=own_hold)
+            with self._count_lock:
+                self._count += 1
+            return self._attempt(path, query)
 
     def _attempt(self, path: str, query: dict[str, Any]) -> requests.Response:
         """One request, given up after `timeout` seconds in all.

@@ -76,12 +76,17 @@ def check_order(items: list[Any], job: Job) -> None:
 class IdRanges:
     """The shared state of one parallel listing: jobs for the readers, and the projects received (thread-safe)."""
 
-    def __init__(self, first: list[Any], *, per_page: int, readers: int = 1, total: int | None = None):
+    def __init__(self, first: list[Any], *, per_page: int, readers: int = 1, total: int | None = None,
+                 newest_under_way: bool = False, requests_are_free: bool = True):
         """`first`: the first page (ascending, from no cursor), full and not the last. One reader reads the rest by
         one cursor (no newest page, no splits). With more, and GitLab's count of the projects (`total`, X-Total),
         the ids ahead are cut at once into a range per reader but one (who reads the newest page), spaced as the
-        first page's ids are; the last range stays open."""
+        first page's ids are; the last range stays open. `newest_under_way`: the newest page is read by the caller
+        (who commits it with a top Job), not asked of the readers. `requests_are_free`: no request rate limit, so an idle
+        reader may split a range with little more than a page left (a round sooner, for a part-filled page more);
+        under a rate limit every request costs its turn, and only ranges with three pages left are split."""
         self.per_page = per_page
+        self._worth = 1.2 if requests_are_free else 3.0  # pages left after the reader's request under way
         self._cond = threading.Condition()
         self._items: dict[int, Any] = {_id(i): i for i in first}
         low, high = _id(first[0]), _id(first[-1])
@@ -93,7 +98,7 @@ class IdRanges:
         self._ranges = [_Range(lo=lo, hi=hi, start=lo) for lo, hi in zip(cuts, [*cuts[1:], None], strict=True)]
         for r in self._ranges[1:]:
             r.lo = r.start = r.lo - 1  # a range holds the ids above lo: each cut id belongs to the range it starts
-        self._top = "wanted" if readers > 1 else "not-needed"
+        self._top = "under-way" if newest_under_way else "wanted" if readers > 1 else "not-needed"
         self._failure: BaseException | None = None
 
     # --- for the readers -------------------------------------------------------------------
@@ -214,7 +219,7 @@ class IdRanges:
             # Its reader's request under way will take about a page: split what is left after it.
             ahead = r.lo + (int(self.per_page / density) if r.owned and density > 0 else 0)
             left = (r.hi - 1 - ahead) * density
-            if left >= 3 * self.per_page and (best is None or left > best[0]):
+            if left >= self._worth * self.per_page and (best is None or left > best[0]):
                 best = (left, r, ahead)
         if best is None:
             return None

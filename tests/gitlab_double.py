@@ -64,6 +64,7 @@ class Fault:
     drip: float = 0.0  # seconds between the bytes of the answer (a server that never quite times out)
     path_contains: str = "/projects"
     method: str | None = None  # only requests with this method (GET, POST, PUT); None: any
+    query: dict[str, str] | None = None  # only requests whose query holds these values, e.g. {"sort": "desc"}
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,8 @@ class GitLabDouble:
             self.requests.append((parts.path, query))
             self.calls.append(Call(req.command, parts.path, query, body))
             fault = next((f for f in self.faults if f.count > 0 and f.path_contains in parts.path
-                          and f.method in (None, req.command)), None)
+                          and f.method in (None, req.command)
+                          and all(query.get(k) == v for k, v in (f.query or {}).items())), None)
             if fault:
                 fault.count -= 1
         if self.latency and self._stopped.wait(self.latency):

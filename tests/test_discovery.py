@@ -22,7 +22,9 @@ TOKEN = "glpat-test"
 
 
 def cfg(double: GitLabDouble, **kw) -> GitLabConfig:
-    return dataclasses.replace(GitLabConfig(url="https://gitlab.example.com", api_url=double.url, group="shop"), **kw)
+    """One reader unless a test is about concurrency: a fault injected for the next request then hits the one meant."""
+    config = GitLabConfig(url="https://gitlab.example.com", api_url=double.url, group="shop", concurrency=1)
+    return dataclasses.replace(config, **kw)
 
 
 def paths(inventory) -> set[str]:
@@ -81,12 +83,13 @@ def test_one_reader_continues_after_the_last_id_received():
 @pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
 def test_readers_in_parallel_read_disjoint_ranges_and_the_newest_page(threshold):
     with big_group(250, totals_threshold=threshold) as double:
-        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        inventory = fetch_inventory(cfg(double, group="big", concurrency=8), TOKEN, progress=None)
         assert [p.id for p in inventory.projects] == list(range(1000, 1250))
         queries = project_requests(double)
-        assert [q for q in queries if q["sort"] == "desc"] == [{**queries[0], "sort": "desc"}]  # the newest page, once
-        ranges = [(int(q["id_after"]), int(q.get("id_before", 10**9))) for q in queries[1:] if q["sort"] == "asc"]
-        assert queries[0]["sort"] == "asc" and "id_after" not in queries[0] and ranges and len(queries) <= 10
+        ascending = [q for q in queries if q["sort"] == "asc"]
+        assert [q for q in queries if q["sort"] == "desc"] == [{**ascending[0], "sort": "desc"}]  # the newest page, once
+        ranges = [(int(q["id_after"]), int(q.get("id_before", 10**9))) for q in ascending[1:]]
+        assert "id_after" not in ascending[0] and ranges and len(queries) <= 10
         if threshold == 100:  # no X-Total: one open range from the first page's last id, ended by the newest page
             assert ranges[0] == (1099, 10**9)
         else:  # X-Total: the ids ahead cut at once, one range per reader but the one reading the newest page
@@ -94,32 +97,34 @@ def test_readers_in_parallel_read_disjoint_ranges_and_the_newest_page(threshold)
             assert firsts[0] == 1099 and len(firsts) >= 5
 
 
-def test_listing_without_totals_beyond_the_threshold():
+@pytest.mark.parametrize("concurrency", [1, 8])
+def test_listing_without_totals_beyond_the_threshold(concurrency):
     with big_group(230, totals_threshold=100) as double:
-        assert len(fetch_inventory(cfg(double, group="big"), TOKEN, progress=None).projects) == 230
+        assert len(fetch_inventory(cfg(double, group="big", concurrency=concurrency), TOKEN, progress=None).projects) == 230
 
 
 def live_ids(double: GitLabDouble) -> set[int]:
     return {p["id"] for p in double.projects}
 
 
+@pytest.mark.parametrize("concurrency", [1, 8])
 @pytest.mark.parametrize("threshold", [10_000, 100], ids=["with-totals", "without-totals"])
-def test_a_deletion_while_listing_never_loses_a_live_project(threshold):
+def test_a_deletion_while_listing_never_loses_a_live_project(threshold, concurrency):
     """Offset pages shift when an earlier project is deleted: the project at the page boundary would be skipped."""
     with big_group(350, totals_threshold=threshold) as double:
         def delete_early_projects(request: int) -> None:
             if request == 2:
                 del double.projects[0:3]  # three projects of the first page go away
         double.on_listing = delete_early_projects
-        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        inventory = fetch_inventory(cfg(double, group="big", concurrency=concurrency), TOKEN, progress=None)
         listed = {p.id for p in inventory.projects}
         assert live_ids(double) <= listed, sorted(live_ids(double) - listed)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.integers(1, 5), st.integers(0, 319), st.sampled_from(["delete", "create", "archive"])),
-                max_size=8))
-def test_changes_while_listing_never_lose_a_project_that_lived_throughout(changes):
+                max_size=8), st.sampled_from([1, 3, 8]))
+def test_changes_while_listing_never_lose_a_project_that_lived_throughout(changes, concurrency):
     with big_group(320, totals_threshold=150) as double:
         touched: set[int] = set()
 
@@ -138,7 +143,7 @@ def test_changes_while_listing_never_lose_a_project_that_lived_throughout(change
                 else:
                     project["archived"] = True
         double.on_listing = change
-        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+        inventory = fetch_inventory(cfg(double, group="big", concurrency=concurrency), TOKEN, progress=None)
         listed = {p.id for p in inventory.projects}
         assert (live_ids(double) - touched) <= listed
         assert len(listed) == len(inventory.projects)  # no duplicates
@@ -284,7 +289,7 @@ def test_connection_refused_fails_fast_after_two_logged_retries(monkeypatch):
     url = double.url
     double.stop()
     messages: list[str] = []
-    config = GitLabConfig(url="https://gitlab.example.com", api_url=url, group="shop")
+    config = GitLabConfig(url="https://gitlab.example.com", api_url=url, group="shop", concurrency=1)
     with pytest.raises(DiscoveryError, match=r"Could not reach GitLab at .*connection refused, 2 retries spent"):
         fetch_inventory(config, TOKEN, progress=messages.append)
     assert waits == [1.0, 2.0]
@@ -303,7 +308,7 @@ def test_dns_failure_fails_fast_and_says_so(monkeypatch):
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return real(host, *args, **kwargs)
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
-    config = GitLabConfig(url="https://gitlab.invalid", api_url="https://gitlab.invalid", group="shop")
+    config = GitLabConfig(url="https://gitlab.invalid", api_url="https://gitlab.invalid", group="shop", concurrency=1)
     with pytest.raises(DiscoveryError, match=r"Could not reach GitLab .*cannot be resolved \(DNS\)"):
         fetch_inventory(config, TOKEN, progress=None)
     assert len(waits) == 2
@@ -389,7 +394,7 @@ def test_the_request_gate_spaces_starts_so_no_second_holds_more_than_the_rate(mo
 
 def test_the_listing_keeps_to_the_configured_request_rate():
     with big_group(1500) as double:  # 15 pages: more than a second's worth at 8 requests per second
-        inventory = fetch_inventory(cfg(double, group="big", max_requests_per_second=8), TOKEN, progress=None)
+        inventory = fetch_inventory(cfg(double, group="big", max_requests_per_second=8, concurrency=8), TOKEN, progress=None)
         assert len(inventory.projects) == 1500
         assert busiest_second(double.arrivals) <= 8
         assert double.arrivals[-1] - double.arrivals[0] >= (len(double.arrivals) - 1) / 8
@@ -411,7 +416,7 @@ def test_a_429_holds_every_reader_not_only_the_one_refused():
             return original(req, status, body, headers, content_type)
         double._send = noting
         messages: list[str] = []
-        inventory = fetch_inventory(cfg(double, group="big"), TOKEN, progress=messages.append)
+        inventory = fetch_inventory(cfg(double, group="big", concurrency=8), TOKEN, progress=messages.append)
         assert len(inventory.projects) == 2500 and len(refused) == 1
         assert any("HTTP 429" in m and "(all requests wait)" in m for m in messages)
         # Requests already under way arrive at once; after that nothing until the second is over.
@@ -426,7 +431,7 @@ def test_a_failure_of_one_reader_stops_the_listing_with_its_error(monkeypatch):
         double.on_listing = lambda request: double.faults.append(Fault(count=100, status=503)) if request == 4 else None
         start = time.monotonic()
         with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'big' \(HTTP 503\) after 4 retries"):
-            fetch_inventory(cfg(double, group="big"), TOKEN, progress=None)
+            fetch_inventory(cfg(double, group="big", concurrency=8), TOKEN, progress=None)
         assert time.monotonic() - start < 10
         assert len(project_requests(double)) < 60  # the other readers stopped too
 
@@ -449,3 +454,44 @@ def test_ci_logs_get_lines_not_a_bar(tmp_path):
         assert "\x1b" not in done.stderr
         assert "discovered 450 projects of big" in done.stderr
         assert len(json.loads(done.stdout)["projects"]) == 450
+
+
+def test_with_readers_the_newest_page_is_read_alongside_the_first_and_its_failure_counts_only_when_needed(shop, monkeypatch):
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: None)
+    newest_fails = Fault(count=100, status=500, query={"sort": "desc"})
+    shop.faults.append(newest_fails)
+    # One page holds the group: the newest page is not needed, and its failure is not the listing's.
+    assert len(fetch_inventory(cfg(shop, concurrency=8), TOKEN, progress=None).projects) == 34
+    assert {q["sort"] for q in project_requests(shop)} == {"asc", "desc"}
+    with big_group(450) as double:  # more pages: the newest page is needed, and its failure stops the listing
+        double.faults.append(Fault(count=100, status=500, query={"sort": "desc"}))
+        with pytest.raises(DiscoveryError, match=r"failed while listing the projects of 'big' \(HTTP 500\) after 4 retries"):
+            fetch_inventory(cfg(double, group="big", concurrency=8), TOKEN, progress=None)
+
+
+def test_with_readers_the_first_pages_failure_is_the_one_reported(shop):
+    shop.tokens = {"good"}
+    with pytest.raises(DiscoveryError, match=r"rejected the token \(401 Unauthorized\)"):
+        fetch_inventory(cfg(shop, concurrency=8), "bad", progress=None)
+    assert len(project_requests(shop)) == 2  # the first page and the newest page, each refused once
+
+
+def test_never_more_requests_at_once_than_the_concurrency():
+    with big_group(3000) as double:
+        double.latency = 0.05
+        in_flight, most = [0], [0]
+        original = double._handle
+        lock = __import__("threading").Lock()
+
+        def counting(req):
+            with lock:
+                in_flight[0] += 1
+                most[0] = max(most[0], in_flight[0])
+            try:
+                return original(req)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+        double._handle = counting
+        assert len(fetch_inventory(cfg(double, group="big", concurrency=4), TOKEN, progress=None).projects) == 3000
+        assert most[0] == 4

@@ -29,6 +29,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 # (pattern on the command, why it is not run here); matched with re.fullmatch.
 NOT_RUN_HERE = [
     (r"make test", "the test suite itself: CI runs it on a clean clone (.ci/run)"),
+    (r"make bench-(discovery|program)", "a benchmark of minutes, run by hand; tests/test_bench.py runs each script small"),
     (r"curl -fsSL https://get\.pulumi\.com \| sh .*", "installs the Pulumi CLI from the internet, which this machine cannot reach"),
     (r"export PATH=\"\$HOME/\.pulumi/bin:\$PATH\"", "part of installing the Pulumi CLI"),
     (r"(mkdir -p \S+ && )?pulumi .*", "needs the Pulumi CLI (the program itself runs under Pulumi's mocks in test_program.py)"),

@@ -404,7 +404,9 @@ def test_the_listing_keeps_to_the_configured_request_rate(monkeypatch):
         inventory = fetch_inventory(cfg(double, group="big", max_requests_per_second=8, concurrency=8), TOKEN, progress=None)
         assert len(inventory.projects) == 1500
         assert len(sent) == len(double.requests) >= 15
-        assert busiest_second(sent) <= 8
+        # The gate spaces starts 1.05 / 8 s apart; a thread descheduled between its turn and the send (a loaded test
+        # machine) can shorten one gap by more than the 5% margin. Without the gate all would leave at once.
+        assert busiest_second(sent) <= 8 + 1
         assert sent[-1] - sent[0] >= (len(sent) - 1) / 8
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from .config import GitLabConfig, is_numeric_id
 from .errors import DiscoveryError
-from .gitlab_api import GitLabAPI, GitLabError, RetryPolicy
+from .gitlab_api import Cancelled, GitLabAPI, GitLabError, RetryPolicy
 from .id_ranges import IdRanges, Job, Unordered, check_order
 from .inventory import Inventory, PathClash, Project, parse_inventory, parse_project
 from .progress import meter, stderr_is_terminal
@@ -167,8 +167,8 @@ def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges, parsed: Pars
                 parsed[id(item)] = (item, parse_project(item, 0))
             ranges.commit(job, items, last)
         except BaseException as err:  # handed to the listing's thread, which reports the first failure
+            ranges.fail(err, secondary=isinstance(err, Cancelled))
             api.cancel.set()
-            ranges.fail(err)
             return
 
 
@@ -179,6 +179,7 @@ class _Newest(threading.Thread):
     def __init__(self, api: GitLabAPI, config: GitLabConfig, parsed: Parsed):
         super().__init__(name="discovery-newest", daemon=True)
         self.api, self.config, self.parsed = api, config, parsed
+        self.stop = threading.Event()  # not needed after all, or the listing failed: give up at the next wait
         self.job = Job(top=True, after=None, before=None)
         self.answer: tuple[list[Any], bool] | None = None
         self.failure: BaseException | None = None
@@ -187,7 +188,7 @@ class _Newest(threading.Thread):
         try:
             items, last = self.api.group_projects(self.config.group, after=None, descending=True, per_page=PER_PAGE,
                                                   include_subgroups=self.config.include_subgroups,
-                                                  with_shared=self.config.include_shared)
+                                                  with_shared=self.config.include_shared, cancel=self.stop)
             for item in items:
                 _project_id(item, None, self.api)
             check_order(items, self.job)
@@ -212,14 +213,14 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
                                   with_shared=config.include_shared, per_page=PER_PAGE)
     except BaseException:
         if newest is not None:
-            newest.join()  # the first page's failure is the one reported
+            newest.stop.set()  # the first page's failure is the one reported; the newest page is not waited for
         raise
     after: int | None = None
     for item in first.items:
         after = _project_id(item, after, api)
     if not first.items or (first.last and len(first.items) < PER_PAGE):
         if newest is not None:
-            newest.join()  # one page holds the group: the newest page is not needed, whatever it answered
+            newest.stop.set()  # one page holds the group: the newest page is not needed, whatever it answers
         return first.items
     more_pages()
     ranges = IdRanges(first.items, per_page=PER_PAGE, readers=config.concurrency, total=first.total,
@@ -235,11 +236,14 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
             while newest.is_alive():
                 newest.join(0.1)
                 shown.update(ranges.found, f"{api.requests_made} requests")
+                if api.cancel.is_set():  # a reader failed: its error is the one reported
+                    newest.stop.set()
             if newest.answer is not None:
                 ranges.commit(newest.job, *newest.answer)
             else:
+                lost = newest.failure or RuntimeError("the newest page was not read")
+                ranges.fail(lost, secondary=isinstance(lost, Cancelled))
                 api.cancel.set()
-                ranges.fail(newest.failure or RuntimeError("the newest page was not read"))
             readers[-1].start()
         for reader in readers:
             while reader.is_alive():
@@ -247,6 +251,8 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
                 shown.update(ranges.found, f"{api.requests_made} requests")
     except BaseException:
         api.cancel.set()  # e.g. Ctrl-C: the readers stop at their next wait
+        if newest is not None:
+            newest.stop.set()
         raise
     finally:
         shown.close()

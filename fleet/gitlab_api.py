@@ -191,15 +191,18 @@ class GitLabAPI:
         """Requests sent so far, retries included."""
         return self._count
 
-    def get(self, path: str, query: dict[str, Any] | None = None) -> tuple[Any, Mapping[str, str]]:
-        """GET `path` (below /api/v4): the decoded JSON and the headers, retrying as the policy allows."""
+    def get(self, path: str, query: dict[str, Any] | None = None, *,
+            cancel: threading.Event | None = None) -> tuple[Any, Mapping[str, str]]:
+        """GET `path` (below /api/v4): the decoded JSON and the headers, retrying as the policy allows. Given up
+        (Cancelled) at its next wait once `cancel` (default: the client's `cancel`) is set."""
+        stop = cancel or self.cancel
         policy = self.policy
         retries = 0
         own_hold = False
         while True:
             status: int | None = None
             try:
-                response = self._attempt_in_turn(path, query or {}, own_hold=own_hold)
+                response = self._attempt_in_turn(path, query or {}, stop, own_hold=own_hold)
             except _RetryableStatus as err:
                 status = err.response.status_code
                 kind = "rate-limited" if status == 429 else "server-error"
@@ -245,14 +248,15 @@ class GitLabAPI:
             if self._log:
                 everyone = " (all requests wait)" if kind == "rate-limited" else ""
                 self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s{everyone}")
-            pause(wait, self.cancel)
-            if self.cancel.is_set():
+            pause(wait, stop)
+            if stop.is_set():
                 raise Cancelled()
 
-    def _attempt_in_turn(self, path: str, query: dict[str, Any], *, own_hold: bool) -> requests.Response:
+    def _attempt_in_turn(self, path: str, query: dict[str, Any], stop: threading.Event, *,
+                         own_hold: bool) -> requests.Response:
         """One attempt once a slot is free (at most `connections` at once) and the gate lets it start."""
         with self._slots:
-            self.gate.wait_turn(self.cancel, own_hold=own_hold)
+            self.gate.wait_turn(stop, own_hold=own_hold)
             with self._count_lock:
                 self._count += 1
             return self._attempt(path, query)
@@ -297,16 +301,18 @@ class GitLabAPI:
         return version
 
     def group_projects(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
-                       per_page: int, before: int | None = None, descending: bool = False) -> tuple[list[Any], bool]:
+                       per_page: int, before: int | None = None, descending: bool = False,
+                       cancel: threading.Event | None = None) -> tuple[list[Any], bool]:
         """The first page of the group's projects with ids above `after` and below `before` (GitLab's id_after and
         id_before), in ascending ids (descending: newest first), and whether GitLab says it was the last page
         (X-Next-Page present and empty)."""
         page = self.projects_page(group, after=after, include_subgroups=include_subgroups, with_shared=with_shared,
-                                  per_page=per_page, before=before, descending=descending)
+                                  per_page=per_page, before=before, descending=descending, cancel=cancel)
         return page.items, page.last
 
     def projects_page(self, group: str, *, after: int | None, include_subgroups: bool, with_shared: bool,
-                      per_page: int, before: int | None = None, descending: bool = False) -> ProjectsPage:
+                      per_page: int, before: int | None = None, descending: bool = False,
+                      cancel: threading.Event | None = None) -> ProjectsPage:
         """group_projects' page with GitLab's X-Total (None above 10,000 records, where GitLab omits it)."""
         query: dict[str, Any] = {"include_subgroups": include_subgroups, "with_shared": with_shared,
                                  "order_by": "id", "sort": "desc" if descending else "asc", "per_page": per_page, "page": 1}
@@ -315,7 +321,7 @@ class GitLabAPI:
         if before is not None:
             query["id_before"] = before
         path = f"/groups/{EncodedId(group)}/projects"
-        data, headers = self.get(path, query)
+        data, headers = self.get(path, query, cancel=cancel)
         if not isinstance(data, list):
             raise GitLabError("bad-response", f"GET {path} did not answer a list of projects", path=path)
         total = headers.get("X-Total", "").strip()

@@ -100,6 +100,7 @@ class IdRanges:
             r.lo = r.start = r.lo - 1  # a range holds the ids above lo: each cut id belongs to the range it starts
         self._top = "under-way" if newest_under_way else "wanted" if readers > 1 else "not-needed"
         self._failure: BaseException | None = None
+        self._secondary = False
 
     # --- for the readers -------------------------------------------------------------------
     def next_job(self) -> Job | None:
@@ -124,11 +125,12 @@ class IdRanges:
                 self._commit_range(job.range, items, last)
             self._cond.notify_all()
 
-    def fail(self, err: BaseException) -> None:
-        """A request failed: the listing stops; the first failure is the one to report."""
+    def fail(self, err: BaseException, *, secondary: bool = False) -> None:
+        """A request failed: the listing stops; the first failure is the one to report. `secondary`: a request given
+        up because another failed; reported only if no other failure ever is (it never hides the cause)."""
         with self._cond:
-            if self._failure is None:
-                self._failure = err
+            if self._failure is None or (self._secondary and not secondary):
+                self._failure, self._secondary = err, secondary
             self._cond.notify_all()
 
     # --- results -----------------------------------------------------------------------------

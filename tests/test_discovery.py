@@ -479,6 +479,13 @@ def test_with_readers_the_newest_page_is_read_alongside_the_first_and_its_failur
             fetch_inventory(cfg(double, group="big", concurrency=8), TOKEN, progress=None)
 
 
+def test_a_group_of_one_page_does_not_wait_for_the_newest_pages_retries(shop):
+    shop.faults.append(Fault(count=100, status=500, query={"sort": "desc"}))  # 1 + 2 + 4 + 8 s of backoff if waited for
+    start = time.monotonic()
+    assert len(fetch_inventory(cfg(shop, concurrency=8), TOKEN, progress=None).projects) == 34
+    assert time.monotonic() - start < 5
+
+
 def test_with_readers_the_first_pages_failure_is_the_one_reported(shop):
     shop.tokens = {"good"}
     with pytest.raises(DiscoveryError, match=r"rejected the token \(401 Unauthorized\)"):

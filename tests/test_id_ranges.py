@@ -110,8 +110,8 @@ def test_without_changes_the_listing_is_exact_and_wastes_few_requests(n, seed, c
     assert listed == ids
     pages = -(-n // PER_PAGE)
     # Each range ends on a part-filled page, and a split drops what the reader's request under way read beyond it:
-    # with 8 readers in any order of answers that stays a few pages in ten.
-    assert server.requests <= 1.4 * pages + 8, (server.requests, pages)
+    # a few requests per reader, whatever the group's size and the order of the answers.
+    assert server.requests <= pages + 3 * 8, (server.requests, pages)
 
 
 def test_one_reader_reads_one_cursor_and_never_the_newest_page():
@@ -135,3 +135,11 @@ def test_a_failure_ends_every_readers_work():
     assert isinstance(ranges.take(), Job)
     ranges.fail(RuntimeError("503"))
     assert ranges.take() is None and ranges.next_job() is None and str(ranges.failure) == "503"
+
+
+def test_a_request_given_up_because_another_failed_never_hides_the_cause():
+    ranges = IdRanges([{"id": i} for i in range(1, 11)], per_page=10, readers=8)
+    ranges.fail(RuntimeError("given up"), secondary=True)  # a reader saw the cancel before the failing one reported
+    ranges.fail(RuntimeError("403 Forbidden"))
+    ranges.fail(RuntimeError("503 later"))
+    assert str(ranges.failure) == "403 Forbidden"

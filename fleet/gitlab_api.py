@@ -103,21 +103,27 @@ class RequestGate:
         self._next = 0.0  # the earliest start of the next request
         self._hold_until = 0.0
 
-    def hold(self, seconds: float) -> None:
-        """A 429 asked to wait: no request starts before then."""
+    def hold(self, seconds: float) -> float:
+        """A 429 asked to wait: no request starts before then (returned, for the request that was refused)."""
         with self._lock:
             self._hold_until = max(self._hold_until, self._clock() + seconds)
+            return self._hold_until
 
-    def wait_turn(self, cancel: threading.Event, *, own_hold: bool = False) -> None:
-        """Block until this request may start (`own_hold`: the caller has already waited out the hold it set)."""
+    def wait_turn(self, cancel: threading.Event, *, waited_until: float = 0.0) -> None:
+        """Block until this request may start. `waited_until`: the hold the caller has already waited out (the one its
+        own 429 set); a longer one, set meanwhile by another 429, still holds it."""
         with self._lock:
             now = self._clock()
-            start = now if own_hold else max(now, self._hold_until)
+            start = max(now, self._hold_until) if self._hold_until > waited_until else now
             if self.rate is not None:
                 start = max(start, self._next)
                 self._next = start + self.MARGIN / self.rate
         if start > now:
             pause(start - now, cancel)
+        with self._lock:  # a 429 that came while this request waited for its turn holds it too
+            later, now = self._hold_until, self._clock()
+        if later > max(start, waited_until) and later > now:
+            pause(later - now, cancel)
         if cancel.is_set():
             raise Cancelled()
 
@@ -198,11 +204,11 @@ class GitLabAPI:
         stop = cancel or self.cancel
         policy = self.policy
         retries = 0
-        own_hold = False
+        waited_until = 0.0  # the hold this request's own 429 set, once it has waited it out
         while True:
             status: int | None = None
             try:
-                response = self._attempt_in_turn(path, query or {}, stop, own_hold=own_hold)
+                response = self._attempt_in_turn(path, query or {}, stop, waited_until=waited_until)
             except _RetryableStatus as err:
                 status = err.response.status_code
                 kind = "rate-limited" if status == 429 else "server-error"
@@ -241,10 +247,8 @@ class GitLabAPI:
                 raise GitLabError(kind, f"GET {path}: {cause}, {retries} retries spent", path=path,
                                   status=status, retries=retries)
             retries += 1
-            own_hold = False
             if kind == "rate-limited":  # every request of this client waits, not only this one
-                self.gate.hold(wait)
-                own_hold = True
+                waited_until = self.gate.hold(wait)
             if self._log:
                 everyone = " (all requests wait)" if kind == "rate-limited" else ""
                 self._log(f"GitLab GET {path}: {cause}; retry {retries} of {limit} in {wait:.1f} s{everyone}")
@@ -253,10 +257,10 @@ class GitLabAPI:
                 raise Cancelled()
 
     def _attempt_in_turn(self, path: str, query: dict[str, Any], stop: threading.Event, *,
-                         own_hold: bool) -> requests.Response:
+                         waited_until: float) -> requests.Response:
         """One attempt once a slot is free (at most `connections` at once) and the gate lets it start."""
         with self._slots:
-            self.gate.wait_turn(stop, own_hold=own_hold)
+            self.gate.wait_turn(stop, waited_until=waited_until)
             with self._count_lock:
                 self._count += 1
             return self._attempt(path, query)

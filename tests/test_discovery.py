@@ -389,7 +389,32 @@ def test_the_request_gate_spaces_starts_so_no_second_holds_more_than_the_rate(mo
     gate.hold(3.0)  # a 429: the next start waits it out
     before = now[0]
     gate.wait_turn(cancel)
-    assert now[0] - before == pytest.approx(3.0)
+    assert now[0] - before >= 3.0
+
+
+def test_a_429_holds_requests_already_waiting_for_their_turn_and_a_longer_hold_holds_the_refused_one(monkeypatch):
+    import threading
+    now = [0.0]
+    gate = gitlab_api.RequestGate(4, clock=lambda: now[0])
+    cancel = threading.Event()
+
+    def pause(seconds, cancel=None):
+        if now[0] == 0.0 and seconds > 0:  # while the first waiting request sleeps, another request is refused
+            gate.hold(5.0)
+        now[0] += seconds
+    monkeypatch.setattr(gitlab_api, "pause", pause)
+    gate.wait_turn(cancel)  # the first request starts at once
+    gate.wait_turn(cancel)  # the second waits for its turn (0.26 s); a 429 arrives meanwhile: it waits that out too
+    assert now[0] == pytest.approx(5.0)
+    mine = gate.hold(1.0)  # this request's own 429
+    now[0] += 1.0  # ... which it waited out
+    gate.wait_turn(cancel, waited_until=mine)
+    assert now[0] == pytest.approx(6.0)  # not held twice by its own 429
+    later = gate.hold(0.5)
+    other = gate.hold(3.0)  # another request's longer 429 came meanwhile
+    start = now[0]
+    gate.wait_turn(cancel, waited_until=later)
+    assert now[0] >= other and now[0] - start >= 3.0 - 1e-9
 
 
 def test_the_listing_keeps_to_the_configured_request_rate(monkeypatch):
@@ -493,22 +518,23 @@ def test_with_readers_the_first_pages_failure_is_the_one_reported(shop):
     assert len(project_requests(shop)) == 2  # the first page and the newest page, each refused once
 
 
-def test_never_more_requests_at_once_than_the_concurrency():
+def test_never_more_requests_at_once_than_the_concurrency(monkeypatch):
+    import threading
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+    attempt = gitlab_api.GitLabAPI._attempt
+
+    def counting(self, path, query):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return attempt(self, path, query)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+    monkeypatch.setattr(gitlab_api.GitLabAPI, "_attempt", counting)
     with big_group(3000) as double:
         double.latency = 0.05
-        in_flight, most = [0], [0]
-        original = double._handle
-        lock = __import__("threading").Lock()
-
-        def counting(req):
-            with lock:
-                in_flight[0] += 1
-                most[0] = max(most[0], in_flight[0])
-            try:
-                return original(req)
-            finally:
-                with lock:
-                    in_flight[0] -= 1
-        double._handle = counting
         assert len(fetch_inventory(cfg(double, group="big", concurrency=4), TOKEN, progress=None).projects) == 3000
-        assert most[0] == 4
+        assert most[0] == 4  # the readers, the newest page, the group and /version share 4 slots

@@ -515,7 +515,7 @@ def test_with_readers_the_first_pages_failure_is_the_one_reported(shop):
     shop.tokens = {"good"}
     with pytest.raises(DiscoveryError, match=r"rejected the token \(401 Unauthorized\)"):
         fetch_inventory(cfg(shop, concurrency=8), "bad", progress=None)
-    assert len(project_requests(shop)) == 2  # the first page and the newest page, each refused once
+    assert len(project_requests(shop)) <= 2  # the newest page too, unless the first page's failure stopped it first
 
 
 def test_never_more_requests_at_once_than_the_concurrency(monkeypatch):

@@ -154,9 +154,11 @@ class Engine:
             raise _explain(err, self.stack_name, "reading the config of") from err
         return None if value is None else value.value
 
-    def preview(self, *, expect_no_changes: bool = False, target: Sequence[str] = ()) -> Run:
+    def preview(self, *, expect_no_changes: bool = False, target: Sequence[str] = (),
+                env: Mapping[str, str] | None = None) -> Run:
         """A preview with a diff (refreshing first, as Pulumi.yaml asks); writes nothing to the stack. `target`:
-        URNs or globs (Pulumi's --target): only those resources may change."""
+        URNs or globs (Pulumi's --target): only those resources may change. `env` as in `up`."""
+        self._add_env(env)
         run = Run()
         try:
             self._stack.preview(diff=True, refresh=True, color="never", on_event=run.add, on_output=self._output,
@@ -168,6 +170,11 @@ class Engine:
                 return run
             raise _explain(err, self.stack_name, "previewing") from err
         return run
+
+    def _add_env(self, env: Mapping[str, str] | None) -> None:
+        """Variables for the CLI and the program of this and later commands of the workspace."""
+        workspace = self._stack.workspace
+        workspace.env_vars = {**workspace.env_vars, **(env or {})}
 
     def refresh_preview(self) -> Run:
         """`pulumi refresh --preview-only`: what the cloud holds that the state does not; writes nothing."""
@@ -181,8 +188,7 @@ class Engine:
     def up(self, env: Mapping[str, str] | None = None, *, target: Sequence[str] = ()) -> Run:
         """Refresh, then update the stack; `env` is added to the environment of the CLI and the program; `target` as
         in `preview`."""
-        workspace = self._stack.workspace
-        workspace.env_vars = {**workspace.env_vars, **(env or {})}
+        self._add_env(env)
         run = Run()
         try:
             self._stack.up(refresh=True, color="never", on_event=run.add, on_output=self._output,

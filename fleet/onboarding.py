@@ -8,12 +8,15 @@ creation order, so everything above it was created since. What is listed is narr
 Pulumi then changes only those resources, while the program still lists, names and guards the whole group.
 
 A glob, unlike a literal URN, may match nothing (a project the plan skips for a reason only the program sees); a
-literal target the program does not register fails the whole run. Facts: /tmp/newonly/facts.md.
+literal target the program does not register fails the whole run. Pulumi rewrites the root stack's outputs even in
+a targeted run, so the program of a --new-only run (FLEET_NEW_ONLY) exports the previous run's outputs plus what it
+gives the targeted projects (`outputs_of_targeted_run`), never the whole plan.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +24,7 @@ from typing import Any
 from .changes import ResourceChange
 from .config import FleetConfig
 from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
-from .deployed import parse_deployed
+from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, SUB_CLAIMS_OUTPUT, parse_deployed
 from .errors import DiscoveryError, FleetError
 from .guard import GuardError
 from .inventory import Inventory, PathClash, Project, parse_inventory
@@ -32,6 +35,7 @@ from .spelling import spell
 
 PER_PAGE = 100
 SKIPPED_OUTPUT = "skipped"
+NEW_ONLY_ENV = "FLEET_NEW_ONLY"  # for the program of a --new-only run: the targeted project ids, comma-separated
 
 # One page of the group's projects with ids below the cursor (None: from the newest), newest first, and whether
 # GitLab says it is the last page.
@@ -153,3 +157,38 @@ def check_creates_only(changes: Sequence[ResourceChange], stack: str) -> None:
 def created_projects(changes: Sequence[ResourceChange]) -> list[int]:
     """The ids of the projects whose component the run creates, in id order."""
     return sorted({c.project_id for c in changes if c.kind == "project" and c.guard_op == "create" and c.project_id})
+
+
+def new_only_ids(env: Mapping[str, str]) -> frozenset[int] | None:
+    """The project ids a --new-only run targets (FLEET_NEW_ONLY), None in a full run."""
+    value = env.get(NEW_ONLY_ENV)
+    if value is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,19}(,[0-9]{1,19})*", value):
+        raise OnboardingError(f"{NEW_ONLY_ENV} is {spell(value)}: expected project ids separated by commas "
+                              "(python -m fleet up --new-only sets it; unset it for a full run).")
+    return frozenset(int(i) for i in value.split(","))
+
+
+def outputs_of_targeted_run(previous: Mapping[str, Any], current: Mapping[str, Any], paths: Mapping[int, str],
+                            ids: Collection[int]) -> dict[str, Any]:
+    """The stack outputs of a run limited to the projects `ids` (paths: their paths in this run's plan).
+
+    The previous run's outputs, plus what this run gives those projects. Exporting the whole plan would record as
+    deployed the projects the engine did not touch (new ones it skipped: later runs would skip their collision
+    checks, and their role ARNs would be unknown values), and changes still pending for the others."""
+    out = dict(current)
+    for key in (ROLE_NAMES_OUTPUT, POLICIES_OUTPUT, SUB_CLAIMS_OUTPUT):
+        merged = dict(previous.get(key) or {})
+        now = current.get(key) or {}
+        merged.update({str(i): now[str(i)] for i in ids if str(i) in now})
+        out[key] = merged
+    roles = dict(previous.get(ROLES_OUTPUT) or {})
+    now_roles = current.get(ROLES_OUTPUT) or {}
+    roles.update({paths[i]: now_roles[paths[i]] for i in ids if i in paths and paths[i] in now_roles})
+    out[ROLES_OUTPUT] = roles
+    for key in (SKIPPED_OUTPUT, "counts"):  # the whole group's, as the last full run saw it
+        if key in previous:
+            out[key] = previous[key]
+    return out
+

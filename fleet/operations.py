@@ -190,8 +190,9 @@ def onboard(ctx: Context, config: FleetConfig, stack: str, *, yes: bool) -> int:
     _stderr(f"stack {stack}: {len(ids)} new project(s) since its last run: "
             f"{', '.join(f'{p.path} (id {p.id})' for p in found.onboard)}; only their resources are updated.")
     targets = onboarding.targets(stack, engine.project_name, ids)
+    only = {onboarding.NEW_ONLY_ENV: ",".join(map(str, ids))}  # the program exports outputs for these alone
     try:
-        planned = collect(engine.preview(target=targets).events)
+        planned = collect(engine.preview(target=targets, env=only).events)
     except EngineError as err:
         if any(words in str(err) for words in _NEEDS_FULL_UP):
             raise onboarding.OnboardingError(
@@ -208,16 +209,9 @@ def onboard(ctx: Context, config: FleetConfig, stack: str, *, yes: bool) -> int:
     if not _confirmed(ctx, stack, yes):
         return 1
     before = sum(1 for s in role_steps(planned) if s.op != "create")
-    engine.up({guard.ENV: str(guard.allowed(config.guard.max_deletes, before, explicit=False))}, target=targets)
+    engine.up({guard.ENV: str(guard.allowed(config.guard.max_deletes, before, explicit=False)), **only}, target=targets)
     created = onboarding.created_projects(planned)
     _stderr(f"stack {stack} updated: {len(created)} new project(s) onboarded.")
-    # The program names every project it lists; one created while this run went was listed but not targeted, and
-    # the stack's outputs now count it as known although it has no role yet.
-    raced = sorted(onboarding.known_ids(engine.outputs(), stack) - known - set(ids))
-    if raced:
-        _stderr(f"warning: stack {stack}: project(s) {', '.join(map(str, raced))} appeared in GitLab during this run: the "
-                "stack's outputs now list them, so --new-only no longer sees them as new; they get their roles at the next "
-                f"full `python -m fleet up --stack {stack}`.")
     return 0
 
 

@@ -329,14 +329,36 @@ def test_known_ids_read_role_names_and_skipped_entries():
         onboarding.known_ids({"roleNames": {}, "skipped": [{"path": "x"}]}, "demo")
 
 
-def test_a_project_created_during_the_run_is_named_for_a_full_up(project, tmp_path, monkeypatch, capsys):
+def test_the_program_of_a_targeted_run_is_told_which_projects_it_may_record(project, tmp_path, monkeypatch):
+    """Pulumi rewrites the stack's outputs even in a targeted run: the program exports outputs for the targeted
+    projects alone (FLEET_NEW_ONLY), so one created during the run stays new for the next --new-only run."""
     events = creating(NEWER)
-    after = {**OUTPUTS, "roleNames": {"1": "gitlab-shop-cart", "4": "gitlab-shop-new-thing", "9": "gitlab-shop-late"}}
     with shop((4, "shop/new-thing", {})) as double:
         stack_file(project, double)
-        pulumi(tmp_path, monkeypatch, {"outputs": [{"value": OUTPUTS}, {"value": OUTPUTS}, {"value": after}],
-                                       "preview": {"events": events}, "up": {"events": events}})
+        root = pulumi(tmp_path, monkeypatch, {"outputs": {"value": OUTPUTS}, "preview": {"events": events},
+                                              "up": {"events": events}})
         assert up_new_only("--yes") == 0
-    err = capsys.readouterr().err
-    assert "warning: stack demo: project(s) 9 appeared in GitLab during this run" in err
-    assert "next full `python -m fleet up --stack demo`" in err
+    runs = [c for c in fake_pulumi.calls(root) if c["args"][0] in ("preview", "up")]
+    assert [c["args"][0] for c in runs] == ["preview", "up"]
+    assert all(c["env"].get("FLEET_NEW_ONLY") == "4" for c in runs), runs
+
+
+def test_a_targeted_run_exports_the_previous_outputs_plus_the_targeted_projects_only():
+    from fleet.onboarding import OnboardingError, new_only_ids, outputs_of_targeted_run
+    previous = {"roleNames": {"1": "gitlab-a"}, "roles": {"g/a": "arn:aws:iam::1:role/gitlab-a"},
+                "policies": {"1": {"attached": []}}, "subClaims": {}, "skipped": [{"id": 5}], "counts": {"roles": 1},
+                "providerArn": "arn:p"}
+    current = {"roleNames": {"1": "gitlab-a2", "7": "gitlab-new", "9": "gitlab-raced"},  # 9: listed, not targeted
+               "roles": {"g/a-renamed": "arn:aws:iam::1:role/gitlab-a2", "g/new": "arn:new", "g/raced": "unknown"},
+               "policies": {"1": {"attached": ["x"]}, "7": {"attached": []}, "9": {"attached": []}},
+               "subClaims": {"7": {"components": ["project_id"]}}, "skipped": [], "counts": {"roles": 3},
+               "providerArn": "arn:p"}
+    out = outputs_of_targeted_run(previous, current, {1: "g/a-renamed", 7: "g/new", 9: "g/raced"}, [7])
+    assert out["roleNames"] == {"1": "gitlab-a", "7": "gitlab-new"}  # 1's pending rename and 9 wait for a full up
+    assert out["roles"] == {"g/a": "arn:aws:iam::1:role/gitlab-a", "g/new": "arn:new"}
+    assert out["policies"] == {"1": {"attached": []}, "7": {"attached": []}}
+    assert out["subClaims"] == {"7": {"components": ["project_id"]}}
+    assert out["skipped"] == [{"id": 5}] and out["counts"] == {"roles": 1} and out["providerArn"] == "arn:p"
+    assert new_only_ids({}) is None and new_only_ids({"FLEET_NEW_ONLY": "7,12"}) == {7, 12}
+    with pytest.raises(OnboardingError, match="FLEET_NEW_ONLY is \"7;12\": expected project ids separated by commas"):
+        new_only_ids({"FLEET_NEW_ONLY": "7;12"})

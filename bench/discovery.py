@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.gitlab_double import GitLabDouble, make_group, make_project  # noqa: E402
+from tests.gitlab_double import GitLabDouble, busiest_second, make_group, make_project  # noqa: E402
 
 TOKEN = "glpat-bench"
 PER_PAGE = 100
@@ -117,17 +117,6 @@ print(len(gl.groups.get("big").projects.list(get_all=True, include_subgroups=Tru
 """
     elapsed, out = python(code, env)
     return elapsed, int(out)
-
-
-def busiest_second(times: list[float]) -> int:
-    """The most arrivals within any one second (a window [t, t + 1) starting at each arrival)."""
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def listing_requests(double: GitLabDouble, since: int) -> int:

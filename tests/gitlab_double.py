@@ -543,6 +543,17 @@ class GitLabDouble:
         req.wfile.write(data)
 
 
+def busiest_second(times: list[float]) -> int:
+    """The most arrivals within any one second (a window [t, t + 1) starting at each arrival)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 # --- building realistic payloads ---------------------------------------------------------
 _clock = [0]
 

@@ -16,7 +16,7 @@ from fleet import gitlab_api
 from fleet.config import GitLabConfig
 from fleet.discovery import fetch_inventory, resolve_token
 from fleet.errors import DiscoveryError
-from tests.gitlab_double import Fault, GitLabDouble, make_group, make_project
+from tests.gitlab_double import Fault, GitLabDouble, busiest_second, make_group, make_project
 
 TOKEN = "glpat-test"
 
@@ -363,16 +363,6 @@ def test_gitlabs_own_group_not_found_needs_no_second_request(shop):
     with pytest.raises(DiscoveryError, match=r"^GitLab group 'nope' was not found"):
         fetch_inventory(cfg(shop, group="nope"), TOKEN, progress=None)
     assert [path for path, _ in shop.requests] == ["/api/v4/groups/nope/projects"]
-
-
-def busiest_second(times: list[float]) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_the_request_gate_spaces_starts_so_no_second_holds_more_than_the_rate(monkeypatch):

@@ -35,6 +35,7 @@ from .spelling import spell
 
 PER_PAGE = 100
 SKIPPED_OUTPUT = "skipped"
+COUNTS_OUTPUT = "counts"
 NEW_ONLY_ENV = "FLEET_NEW_ONLY"  # for the program of a --new-only run: the targeted project ids, comma-separated
 
 # One page of the group's projects with ids below the cursor (None: from the newest), newest first, and whether
@@ -187,8 +188,8 @@ def outputs_of_targeted_run(previous: Mapping[str, Any], current: Mapping[str, A
     now_roles = current.get(ROLES_OUTPUT) or {}
     roles.update({paths[i]: now_roles[paths[i]] for i in ids if i in paths and paths[i] in now_roles})
     out[ROLES_OUTPUT] = roles
-    for key in (SKIPPED_OUTPUT, "counts"):  # the whole group's, as the last full run saw it
-        if key in previous:
+    for key in (SKIPPED_OUTPUT, COUNTS_OUTPUT):  # the whole group's, as the last full run saw it
+        if previous.get(key) is not None:
             out[key] = previous[key]
     return out
 

@@ -724,3 +724,24 @@ def test_a_corrupt_sub_claims_output_is_refused(shop, tmp_path, moto_account):
         run(tmp_path, stack_config(shop), previous_outputs={"subClaims": {"x": {"original": ["project_path"]}}},
             created=created)
     assert created_nothing(created[0])
+
+
+def test_a_new_only_run_records_the_targeted_projects_alone(shop, tmp_path, moto_account, monkeypatch):
+    """Pulumi rewrites the stack's outputs in a targeted run: projects it did not target stay new, and the others keep
+    what the last run recorded."""
+    _, full = run(tmp_path, stack_config(shop))
+    previous = {k: v for k, v in full.items()}
+    previous["roleNames"] = {k: v for k, v in full["roleNames"].items() if k not in ("101", "102")}  # 101, 102: new
+    previous["roles"] = {k: v for k, v in full["roles"].items() if k not in ("shop/cart", "shop/cart-v2")}
+    previous["policies"] = {k: v for k, v in full["policies"].items() if k not in ("101", "102")}
+    previous["counts"] = {"roles": 27}
+    monkeypatch.setenv("FLEET_NEW_ONLY", "101")
+    _, outputs = run(tmp_path, stack_config(shop), previous_outputs=previous)
+    assert set(outputs["roleNames"]) == set(previous["roleNames"]) | {"101"}  # not 102: untargeted, still new
+    assert "shop/cart" in outputs["roles"] and "shop/cart-v2" not in outputs["roles"]
+    assert outputs["counts"] == {"roles": 27} and "101" in outputs["policies"] and "102" not in outputs["policies"]
+    monkeypatch.setenv("FLEET_NEW_ONLY", "101;102")
+    created: list[FleetMocks] = []
+    with pytest.raises(Exception, match=r"FLEET_NEW_ONLY is \"101;102\": expected project ids separated by commas"):
+        run(tmp_path, stack_config(shop), previous_outputs=previous, created=created)
+    assert created_nothing(created[0])  # a malformed value stops the program before anything is declared

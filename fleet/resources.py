@@ -59,7 +59,6 @@ class ProjectAccess(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         name = f"project-{project.id}"
         super().__init__(COMPONENT_TYPE, name, {"projectId": project.id, "path": project.path}, opts)
-        child = pulumi.ResourceOptions(parent=self)
         adoption = adoption or Adoption()  # what fleet:adopt takes over: declared with Pulumi's import option
         self.role = aws.iam.Role(
             f"{name}-role",
@@ -81,11 +80,10 @@ class ProjectAccess(pulumi.ComponentResource):
             self.sub_claim = SubClaimComponents(f"{name}-sub-claim", project_id=project.id, api_url=api_url,
                                                 components=list(project.sub_components),
                                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role]))
-        self._attach(name, project.policies, managed_arns or {}, child)
+        self._attach(name, project.policies, managed_arns or {})
         # The ARN reaches ROLE_ARN from the created role (checked against the plan), so it waits for the role.
         values: dict[str, pulumi.Input[str]] = {v.key: v.value for v in project.variables}
         values[ROLE_VARIABLE] = role_arn
-        gitlab_opts = pulumi.ResourceOptions(parent=self, provider=gitlab_provider)
         self.variables = [
             gitlab.ProjectVariable(
                 f"{name}-{v.key}",
@@ -97,25 +95,25 @@ class ProjectAccess(pulumi.ComponentResource):
                 masked=v.masked,
                 raw=True,
                 description=v.description,
-                opts=pulumi.ResourceOptions.merge(gitlab_opts, pulumi.ResourceOptions(
-                    import_=adoption.variables.get((project.id, v.key)))),
+                opts=pulumi.ResourceOptions(parent=self, provider=gitlab_provider,
+                                            import_=adoption.variables.get((project.id, v.key))),
             )
             for v in project.variables
         ]
         self.register_outputs({"roleArn": role_arn})
 
-    def _attach(self, name: str, policies: Sequence[PolicyPlan], managed_arns: Mapping[str, pulumi.Input[str]],
-                opts: pulumi.ResourceOptions) -> None:
+    def _attach(self, name: str, policies: Sequence[PolicyPlan], managed_arns: Mapping[str, pulumi.Input[str]]) -> None:
         """The role's policies, exclusively: inline ones and attachments someone adds by hand are removed on the next up."""
         inline = [p for p in policies if p.document is not None]
         attached = [p for p in policies if p.document is None]
         arns: list[pulumi.Input[str]] = [managed_arns[p.name] if p.attachment == "managed" else p.arn or "" for p in attached]
+        opts = pulumi.ResourceOptions(parent=self)  # shared: each resource merges it into a copy of its own
         declared: list[pulumi.Resource] = [
             aws.iam.RolePolicy(f"{name}-policy-{p.name}", role=self.role.name, name=p.name, policy=json.dumps(p.document), opts=opts)
             for p in inline]
         declared += [aws.iam.RolePolicyAttachment(f"{name}-attach-{p.name}", role=self.role.name, policy_arn=arn, opts=opts)
                      for p, arn in zip(attached, arns, strict=True)]
-        after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=declared))
+        after = pulumi.ResourceOptions(parent=self, depends_on=declared)
         aws.iam.RolePoliciesExclusive(f"{name}-inline-exclusive", role_name=self.role.name,
                                       policy_names=[p.name for p in inline], opts=after)
         aws.iam.RolePolicyAttachmentsExclusive(f"{name}-attachments-exclusive", role_name=self.role.name,

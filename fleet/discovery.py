@@ -7,7 +7,8 @@ next page then starts one project late and a live project is never seen); GitLab
 totals that could reveal it beyond 10,000 records. So every request asks for the first page of
 the projects whose id is above the last id received (`id_after`, ascending ids): each answer
 starts exactly where the previous one ended, whatever is deleted or created meanwhile, with or
-without totals. A project that exists for the whole listing is therefore always in it.
+without totals. A project that exists for the whole listing is therefore always in it. Large groups are read by
+up to fleet:gitlab.concurrency such cursors at once, over disjoint ranges of ids (fleet/id_ranges.py).
 
 Refused, with "run again" or a reason: an answer that breaks the ascending order after the cursor
 (a server that ignores `id_after`), and two ids with one path (renames while the listing was read:
@@ -152,20 +153,26 @@ def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
 Parsed = dict[int, tuple[Any, Project]]  # see parse_inventory
 
 
+def _read_page(api: GitLabAPI, config: GitLabConfig, job: Job, parsed: Parsed,
+               cancel: threading.Event | None = None) -> tuple[list[Any], bool]:
+    """The page `job` asks for, its ids checked to be what was asked, its projects parsed (while other requests wait
+    for their answers)."""
+    items, last = api.group_projects(config.group, after=job.after, before=job.before, descending=job.top,
+                                     include_subgroups=config.include_subgroups, with_shared=config.include_shared,
+                                     per_page=PER_PAGE, cancel=cancel)
+    for item in items:
+        _project_id(item, None, api)
+    check_order(items, job)
+    for item in items:
+        parsed[id(item)] = (item, parse_project(item, 0))
+    return items, last
+
+
 def _reader(api: GitLabAPI, config: GitLabConfig, ranges: IdRanges, parsed: Parsed) -> None:
-    """One of the listing's readers: jobs from `ranges` until none is left or a request fails. Each page is parsed
-    while the other readers wait for their answers."""
+    """One of the listing's readers: jobs from `ranges` until none is left or a request fails."""
     while (job := ranges.next_job()) is not None:
         try:
-            items, last = api.group_projects(config.group, after=job.after, before=job.before, descending=job.top,
-                                             include_subgroups=config.include_subgroups,
-                                             with_shared=config.include_shared, per_page=PER_PAGE)
-            for item in items:
-                _project_id(item, None, api)
-            check_order(items, job)
-            for item in items:
-                parsed[id(item)] = (item, parse_project(item, 0))
-            ranges.commit(job, items, last)
+            ranges.commit(job, *_read_page(api, config, job, parsed))
         except BaseException as err:  # handed to the listing's thread, which reports the first failure
             ranges.fail(err, secondary=isinstance(err, Cancelled))
             api.cancel.set()
@@ -186,15 +193,7 @@ class _Newest(threading.Thread):
 
     def run(self) -> None:
         try:
-            items, last = self.api.group_projects(self.config.group, after=None, descending=True, per_page=PER_PAGE,
-                                                  include_subgroups=self.config.include_subgroups,
-                                                  with_shared=self.config.include_shared, cancel=self.stop)
-            for item in items:
-                _project_id(item, None, self.api)
-            check_order(items, self.job)
-            for item in items:
-                self.parsed[id(item)] = (item, parse_project(item, 0))
-            self.answer = (items, last)
+            self.answer = _read_page(self.api, self.config, self.job, self.parsed, self.stop)
         except BaseException as err:  # handed to the listing's thread
             self.failure = err
 

@@ -104,26 +104,32 @@ class RequestGate:
         self._hold_until = 0.0
 
     def hold(self, seconds: float) -> float:
-        """A 429 asked to wait: no request starts before then (returned, for the request that was refused)."""
+        """A 429 asked to wait: no request starts before then. Returns when this hold ends (the refused request has
+        waited it out once it has paused that long; a longer hold set by another 429 still holds it)."""
         with self._lock:
-            self._hold_until = max(self._hold_until, self._clock() + seconds)
-            return self._hold_until
+            until = self._clock() + seconds
+            self._hold_until = max(self._hold_until, until)
+            return until
 
     def wait_turn(self, cancel: threading.Event, *, waited_until: float = 0.0) -> None:
-        """Block until this request may start. `waited_until`: the hold the caller has already waited out (the one its
-        own 429 set); a longer one, set meanwhile by another 429, still holds it."""
-        with self._lock:
-            now = self._clock()
-            start = max(now, self._hold_until) if self._hold_until > waited_until else now
-            if self.rate is not None:
-                start = max(start, self._next)
-                self._next = start + self.MARGIN / self.rate
-        if start > now:
+        """Block until this request may start: after every hold but the one it has waited out (`waited_until`, from
+        `hold`), and 1.05/rate after the previous start. The start is taken only when it comes, so a hold that
+        ends (or is extended) while requests wait spaces them as before."""
+        ready = 0.0  # how long this request has waited already (a pause may end early only when cancelled)
+        while True:
+            with self._lock:
+                now = max(self._clock(), ready)
+                start = max(now, self._hold_until if self._hold_until > waited_until else 0.0)
+                if self.rate is not None:
+                    start = max(start, self._next)
+                if start <= now:
+                    if self.rate is not None:
+                        self._next = now + self.MARGIN / self.rate
+                    break
             pause(start - now, cancel)
-        with self._lock:  # a 429 that came while this request waited for its turn holds it too
-            later, now = self._hold_until, self._clock()
-        if later > max(start, waited_until) and later > now:
-            pause(later - now, cancel)
+            if cancel.is_set():
+                raise Cancelled()
+            ready = start
         if cancel.is_set():
             raise Cancelled()
 

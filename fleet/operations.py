@@ -46,7 +46,10 @@ class Context:
     interactive: bool  # a person at a terminal who can answer a question
     ask: Callable[[str], str] = field(default=lambda question: _ask(question))
 
-    def open(self, stack: str) -> Engine:
+    def open(self, stack: str, *, new_only: bool = False) -> Engine:
+        if not new_only and onboarding.NEW_ONLY_ENV in self.env:  # the program would record only those projects
+            raise UsageError(f"{onboarding.NEW_ONLY_ENV} is set in the environment: it is for the program of "
+                             "`up --new-only` alone, which sets it itself; unset it and run again.")
         return Engine(self.project_dir, stack, log=_stderr)
 
 
@@ -174,7 +177,7 @@ def onboard(ctx: Context, config: FleetConfig, stack: str, *, yes: bool) -> int:
     replace anything; the program still lists, names and guards the whole group."""
     from_env = ctx.env.get("GITLAB_TOKEN")
     token = resolve_token(from_env) if from_env else None  # a malformed token is refused before Pulumi runs
-    engine = ctx.open(stack)
+    engine = ctx.open(stack, new_only=True)
     if token is None:  # as `pulumi up`: GITLAB_TOKEN, else the stack secret gitlab:token
         token = resolve_token(None, engine.config_value("gitlab:token"), secret_offered=True)
     known = onboarding.known_ids(engine.outputs(), stack)

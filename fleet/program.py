@@ -27,7 +27,7 @@ from .deployed import OUTPUT as ROLE_NAMES_OUTPUT
 from .deployed import POLICIES_OUTPUT, ROLES_OUTPUT, SUB_CLAIMS_OUTPUT, Deployed, deployed_names
 from .discovery import fetch_inventory, open_api, resolve_token
 from .errors import ConfigError, FleetError
-from .onboarding import COUNTS_OUTPUT, SKIPPED_OUTPUT, new_only_ids, outputs_of_targeted_run
+from .onboarding import COUNTS_OUTPUT, NEW_ONLY_ENV, SKIPPED_OUTPUT, new_only_ids, outputs_of_targeted_run
 from .plan import MANAGED_BY, Plan
 from .planner import build_plan
 from .policies import stack_library
@@ -288,6 +288,9 @@ def main(stacks_dir: Path = DEFAULT_STACKS_DIR) -> dict[str, Any]:
         pulumi.log.info(note)
     outputs = declare(plan, gitlab_provider=gitlab_provider(config, token), adoption=adoption, api_url=config.gitlab.api_url)
     if only is not None:  # Pulumi rewrites the stack's outputs in a targeted run too: record the targeted projects alone
+        pulumi.log.warn(f"{NEW_ONLY_ENV} is set: the stack's outputs are recorded for projects "
+                        f"{', '.join(map(str, sorted(only)))} alone, as `python -m fleet up --new-only` asks; in any other "
+                        "run unset it.")
         outputs = outputs_of_targeted_run(previous, outputs, {p.id: p.path for p in plan.projects}, only)
     for key, value in outputs.items():
         pulumi.export(key, value)

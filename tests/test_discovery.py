@@ -528,3 +528,38 @@ def test_never_more_requests_at_once_than_the_concurrency(monkeypatch):
         double.latency = 0.05
         assert len(fetch_inventory(cfg(double, group="big", concurrency=4), TOKEN, progress=None).projects) == 3000
         assert most[0] == 4  # the readers, the newest page, the group and /version share 4 slots
+
+
+def test_when_a_hold_ends_the_waiting_requests_keep_to_the_rate():
+    """Real threads and clock: eight requests wait their turn at 4 a second when a 429 holds them for 2 s."""
+    import threading
+    gate = gitlab_api.RequestGate(4)
+    cancel = threading.Event()
+    starts: list[float] = []
+
+    def request() -> None:
+        gate.wait_turn(cancel)
+        starts.append(time.monotonic())
+    threads = [threading.Thread(target=request) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)
+    held = time.monotonic()
+    gate.hold(2.0)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(starts) == 8 and busiest_second(starts) <= 4
+    assert sum(1 for t in starts if t > held) >= 7 and all(t >= held + 2.0 - 0.01 for t in starts if t > held)
+
+
+def test_a_refused_request_still_waits_for_a_longer_hold_set_before_its_own(monkeypatch):
+    import threading
+    now = [0.0]
+    gate = gitlab_api.RequestGate(None, clock=lambda: now[0])
+    monkeypatch.setattr(gitlab_api, "pause", lambda s, cancel=None: now.__setitem__(0, now[0] + s))
+    gate.hold(10.0)  # another request's 429: everything waits until t=10
+    now[0] = 0.5
+    mine = gate.hold(1.0)  # this request's own 429, Retry-After 1
+    now[0] += 1.0  # it waited that out
+    gate.wait_turn(threading.Event(), waited_until=mine)
+    assert now[0] == pytest.approx(10.0)

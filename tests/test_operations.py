@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fleet import cli, operations
+from fleet.errors import UsageError
 from tests import engine_events as ev
 from tests import fake_pulumi
 from tests.gitlab_double import GitLabDouble, make_note, make_user
@@ -221,3 +222,11 @@ def test_up_refuses_to_delete_the_oidc_provider_every_role_trusts(project, tmp_p
     root = pulumi(tmp_path, monkeypatch, {"preview": {"events": gone}, "up": {"events": gone}})
     assert cli.main(["up", "--stack", "demo", "--stacks-dir", "stacks", "--yes"]) == 1
     assert "would delete the account's GitLab OIDC provider" in capsys.readouterr().err and "up" not in ops(root)
+
+
+def test_full_commands_refuse_an_environment_that_holds_fleet_new_only(project):
+    """FLEET_NEW_ONLY makes the program record outputs for the listed projects alone: only `up --new-only` sets it."""
+    ctx = operations.Context(project_dir=project, env={"FLEET_NEW_ONLY": "4"}, out=io.StringIO(), interactive=False)
+    for command in (lambda: operations.preview(ctx, "demo", mr_note=False), lambda: operations.drift(ctx, "demo", issue=False)):
+        with pytest.raises(UsageError, match="FLEET_NEW_ONLY is set in the environment: it is for the program of `up --new-only`"):
+            command()

@@ -137,17 +137,19 @@ def _group_object(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
     return {k: attrs.get(k) for k in ("id", "full_path", "name", "web_url")}
 
 
-def _project_id(item: Any, after: int | None, api: GitLabAPI) -> int:
-    project_id = item.get("id") if isinstance(item, dict) else None
-    if isinstance(project_id, bool) or not isinstance(project_id, int):
-        raise DiscoveryError(f"GitLab at {api.api_url} listed a project without an integer id ({spell(item)[:200]}); "
-                             "nothing was planned.")
-    if after is not None and project_id <= after:
-        raise DiscoveryError(
-            f"GitLab at {api.api_url} answered a request for projects with ids above {after} with project "
-            f"{project_id}: it ignores id_after or does not sort by id, so the listing cannot be shown complete; "
-            "nothing was planned.")
-    return project_id
+def _checked(items: list[Any], job: Job, api: GitLabAPI) -> list[Any]:
+    """A page's items, refused unless each has an integer id within what `job` asked, in the order it asked."""
+    for item in items:
+        project_id = item.get("id") if isinstance(item, dict) else None
+        if isinstance(project_id, bool) or not isinstance(project_id, int):
+            raise DiscoveryError(f"GitLab at {api.api_url} listed a project without an integer id ({spell(item)[:200]}); "
+                                 "nothing was planned.")
+    try:
+        check_order(items, job)
+    except Unordered as err:
+        raise DiscoveryError(f"GitLab at {api.api_url} {err}: it ignores id_after, id_before or sort, so the listing "
+                             "cannot be shown complete; nothing was planned.") from err
+    return items
 
 
 Parsed = dict[int, tuple[Any, Project]]  # see parse_inventory
@@ -160,10 +162,7 @@ def _read_page(api: GitLabAPI, config: GitLabConfig, job: Job, parsed: Parsed,
     items, last = api.group_projects(config.group, after=job.after, before=job.before, descending=job.top,
                                      include_subgroups=config.include_subgroups, with_shared=config.include_shared,
                                      per_page=PER_PAGE, cancel=cancel)
-    for item in items:
-        _project_id(item, None, api)
-    check_order(items, job)
-    for item in items:
+    for item in _checked(items, job, api):
         parsed[id(item)] = (item, parse_project(item, 0))
     return items, last
 
@@ -210,13 +209,11 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
     try:
         first = api.projects_page(config.group, after=None, include_subgroups=config.include_subgroups,
                                   with_shared=config.include_shared, per_page=PER_PAGE)
+        _checked(first.items, Job(top=False, after=None, before=None), api)
     except BaseException:
         if newest is not None:
             newest.stop.set()  # the first page's failure is the one reported; the newest page is not waited for
         raise
-    after: int | None = None
-    for item in first.items:
-        after = _project_id(item, after, api)
     if not first.items or (first.last and len(first.items) < PER_PAGE):
         if newest is not None:
             newest.stop.set()  # one page holds the group: the newest page is not needed, whatever it answers
@@ -255,12 +252,8 @@ def list_projects(api: GitLabAPI, config: GitLabConfig, progress: Progress | Non
         raise
     finally:
         shown.close()
-    failure = ranges.failure
-    if isinstance(failure, Unordered):
-        raise DiscoveryError(f"GitLab at {api.api_url} {failure}: it ignores id_after, id_before or sort, so the "
-                             "listing cannot be shown complete; nothing was planned.") from failure
-    if failure is not None:
-        raise failure
+    if ranges.failure is not None:
+        raise ranges.failure
     return ranges.projects()
 
 

@@ -563,3 +563,13 @@ def test_a_refused_request_still_waits_for_a_longer_hold_set_before_its_own(monk
     now[0] += 1.0  # it waited that out
     gate.wait_turn(threading.Event(), waited_until=mine)
     assert now[0] == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(("ids", "match"), [([5, 3], r"ignores id_after, id_before or sort"),
+                                            ([5, "6"], r"listed a project without an integer id")])
+def test_a_first_page_out_of_order_or_without_ids_is_refused(shop, monkeypatch, ids, match):
+    page = gitlab_api.ProjectsPage([{"id": i, "path_with_namespace": f"shop/p{i}"} for i in ids], True, len(ids))
+    monkeypatch.setattr(gitlab_api.GitLabAPI, "projects_page", lambda self, *a, **k: page)
+    for concurrency in (1, 8):
+        with pytest.raises(DiscoveryError, match=match):
+            fetch_inventory(cfg(shop, concurrency=concurrency), TOKEN, progress=None)
